@@ -1,0 +1,72 @@
+"""The cast of one test: logs every account in, brings each back to a clean state (empty roster and blocklist,
+no pending requests, offline messages drained) so test order never changes a verdict, and tears everything down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from conformance.profile import REQUIRED_ACCOUNTS
+from conformance.verdicts import SetupFailed
+
+from .codec.stanza import BLOCKING, ROSTER, error_condition, iq, kind, presence, q
+from .codec.xml import E
+from .observe import bare_of
+from .party import XmppParty
+from .runtime import Runtime
+from .unauthenticated import Unauthenticated
+
+
+class Cast:
+    def __init__(self, rt: Runtime):
+        self.rt = rt
+        self.parties: dict[str, XmppParty] = {name: XmppParty(rt, name, rt.profile.account(name), self)
+                                             for name in REQUIRED_ACCOUNTS}
+        self.unauthenticated = Unauthenticated(rt, self)
+        self.extra_streams: list = []
+
+    def marks(self) -> dict[str, dict[int, int]]:
+        return {name: party.mark() for name, party in self.parties.items()}
+
+    def assemble(self) -> None:
+        self.rt.call(self._assemble)
+
+    async def _assemble(self) -> None:
+        parties = list(self.parties.values())
+        clients = await asyncio.gather(*(p._login(available=False) for p in parties), return_exceptions=True)
+        for party, client in zip(parties, clients):
+            if isinstance(client, BaseException):
+                raise client
+            party.main = client
+        await asyncio.gather(*(self._reset(p) for p in parties))
+        for party in parties:  # everything the resets caused has now been delivered
+            await party._ping()
+
+    async def _reset(self, party: XmppParty) -> None:
+        roster = await party._iq(iq("get", E("query", ns=ROSTER)))
+        if roster.get("type") != "result":
+            raise SetupFailed(f"{party.name} cannot read its roster: <{error_condition(roster)}/>")
+        for item in roster.iter(q(ROSTER, "item")):
+            removal = E("query", None, E("item", {"jid": item.get("jid"), "subscription": "remove"}, ns=ROSTER),
+                        ns=ROSTER)
+            await party._iq(iq("set", removal))
+        blocklist = await party._iq(iq("get", E("blocklist", ns=BLOCKING)))
+        if blocklist.get("type") == "result" and blocklist.find(f".//{q(BLOCKING, 'item')}") is not None:
+            await party._iq(iq("set", E("unblock", ns=BLOCKING)))
+        mark = len(party.main.received)
+        await party.main.send(presence())  # initial presence: pending requests and offline messages arrive now
+        await party._ping()
+        for unit in party.main.received[mark:]:
+            if kind(unit) == "presence" and unit.get("type") == "subscribe":
+                await party.main.send(presence(to=bare_of(unit.get("from")), type_="unsubscribed"))
+        await party._ping()
+
+    def dismiss(self) -> None:
+        async def run():
+            streams = [s for p in self.parties.values() for s in p.streams]
+            streams += [s.client for s in self.extra_streams]
+            await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)
+        try:
+            self.rt.call(run, timeout=10)
+        except Exception:
+            pass

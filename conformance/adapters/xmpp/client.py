@@ -1,0 +1,367 @@
+"""The harness's own XMPP client stream (c2s initiating side), asyncio over a recorded Connection.
+
+Every negotiation step is a separate coroutine so a test can stop after any of them, skip one, or send raw bytes
+in between. After negotiation a pump task reads the stream; everything received is kept (bounded) so that
+negative checks can look back over all of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import ssl
+from typing import Callable
+
+from conformance.transport.connection import Connection, ConnectionClosed, HandshakeFailed
+
+from .codec import sasl
+from .codec.jid import JID
+from .codec.stanza import (BIND, CLIENT, PING, ROSTER, SASL, STREAM_CLOSE, TLS, error_condition, is_stream_error,
+                           iq, iq_result, kind, new_id, q, stanza_error, stream_header)
+from .codec.xml import E, Element, Limits, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
+
+MAX_KEPT_UNITS = 20_000
+
+
+class ProtocolViolation(Exception):
+    """The IUT answered something that is not XMPP as negotiated (wrong element, malformed XML, ...)."""
+
+
+class StreamEnded(Exception):
+    """The IUT ended the stream (stream error, </stream:stream> or TCP close) while we waited for something."""
+
+    def __init__(self, client: "XmppClient"):
+        self.condition = client.stream_error_condition
+        super().__init__(client.end_reason())
+
+
+@dataclasses.dataclass
+class AuthResult:
+    mechanism: str
+    success: bool
+    condition: str | None  # SASL failure condition, or the stream error condition if the stream ended
+    element: Element | None
+
+
+class XmppClient:
+    def __init__(self, conn: Connection, domain: str, *, limits: Limits, timeout: float):
+        self.conn = conn
+        self.domain = domain
+        self.limits = limits
+        self.timeout = timeout  # bound for each single protocol step
+        self.parser = StreamParser(limits)
+        self.stream_attrs: dict[str, str] = {}
+        self.features: Element | None = None
+        self.jid: JID | None = None
+        self.received: list[Element] = []
+        self.dropped_units = 0
+        self.stream_error: Element | None = None
+        self.stream_closed = False  # IUT sent </stream:stream>
+        self.xml_error: XmlError | None = None
+        self._pending: collections.deque[Element] = collections.deque()
+        self._changed = asyncio.Event()
+        self._pump: asyncio.Task | None = None
+        self.auto_reply = True
+
+    # -- state --------------------------------------------------------------------------------------------------
+
+    @property
+    def label(self) -> str:
+        return self.conn.label
+
+    @property
+    def ended(self) -> bool:
+        return self.stream_error is not None or self.stream_closed or self.conn.closed or self.xml_error is not None
+
+    @property
+    def stream_error_condition(self) -> str | None:
+        return error_condition(self.stream_error) if self.stream_error is not None else None
+
+    def end_reason(self) -> str:
+        if self.stream_error is not None:
+            return f"stream error <{self.stream_error_condition}/>"
+        if self.xml_error is not None:
+            return f"the IUT sent XML we refuse ({self.xml_error})"
+        if self.stream_closed:
+            return "the IUT closed the stream"
+        if self.conn.closed:
+            return "the IUT closed the connection"
+        return "stream open"
+
+    # -- reading ------------------------------------------------------------------------------------------------
+
+    async def _fill(self) -> None:
+        """Read once from the connection and parse; raises ConnectionClosed at EOF."""
+        data = await self.conn.recv()
+        try:
+            events = self.parser.feed(data)
+        except XmlError as exc:
+            self.xml_error = exc
+            self.conn.recorder.event(self.label, f"refused XML from the IUT: {exc}")
+            raise ConnectionClosed(str(exc)) from None
+        for event in events:
+            if isinstance(event, StreamOpened):
+                self.stream_attrs = event.attrs
+            elif isinstance(event, UnitReceived):
+                self._pending.append(event.element)
+            elif isinstance(event, StreamClosed):
+                self.stream_closed = True
+
+    async def _next_unit(self, timeout: float | None) -> Element:
+        async def read() -> Element:
+            while not self._pending:
+                if self.stream_closed:
+                    raise ConnectionClosed("stream closed")
+                await self._fill()
+            return self._pending.popleft()
+
+        unit = await (asyncio.wait_for(read(), timeout) if timeout is not None else read())
+        if is_stream_error(unit):
+            self.stream_error = unit
+            raise ConnectionClosed(f"stream error {error_condition(unit)}")
+        return unit
+
+    async def read_unit(self, timeout: float | None = None) -> Element:
+        """The next unit during negotiation (before the pump runs). Raises StreamEnded or TimeoutError."""
+        try:
+            return await self._next_unit(self.timeout if timeout is None else timeout)
+        except ConnectionClosed:
+            raise StreamEnded(self) from None
+
+    # -- negotiation --------------------------------------------------------------------------------------------
+
+    async def send(self, element: Element) -> None:
+        await self.conn.send(to_bytes(element, CLIENT))
+
+    async def send_raw(self, data: bytes) -> None:
+        await self.conn.send(data)
+
+    async def open_stream(self, *, to: str | None = None, from_: str | None = None) -> Element:
+        """Send a stream header, read the IUT's header and its stream features."""
+        self.parser = StreamParser(self.limits)
+        self.stream_attrs = {}
+        self._pending.clear()
+        await self.send_raw(stream_header(to=to or self.domain, from_=from_))
+        unit = await self.read_unit()
+        if unit.tag != q("http://etherx.jabber.org/streams", "features"):
+            raise ProtocolViolation(f"expected <stream:features/>, got {unit.tag}")
+        self.features = unit
+        return unit
+
+    def feature(self, ns: str, local: str) -> Element | None:
+        return self.features.find(q(ns, local)) if self.features is not None else None
+
+    def mechanisms(self) -> list[str]:
+        mechs = self.feature(SASL, "mechanisms")
+        if mechs is None:
+            return []
+        return [(m.text or "").strip() for m in mechs.findall(q(SASL, "mechanism"))]
+
+    async def starttls(self, context: ssl.SSLContext) -> None:
+        await self.send(E("starttls", ns=TLS))
+        answer = await self.read_unit()
+        if answer.tag != q(TLS, "proceed"):
+            raise ProtocolViolation(f"STARTTLS refused: got <{answer.tag.split('}')[-1]}/>")
+        await self.conn.start_tls(context, server_hostname=self.domain, timeout=self.timeout)
+        await self.open_stream()
+
+    async def authenticate(self, username: str, password: str, *, mechanism: str | None = None,
+                           authzid: str | None = None) -> AuthResult:
+        """SASL with the given or best offered mechanism. Never raises for a refusal: returns it."""
+        offered = self.mechanisms()
+        if mechanism is None:
+            mechanism = next((m for m in sasl.SCRAM_PREFERENCE if m in offered), None)
+            if mechanism is None and "PLAIN" in offered and self.conn.tls_active:
+                mechanism = "PLAIN"
+            if mechanism is None:
+                raise ProtocolViolation(f"no usable SASL mechanism offered (offered: {offered or 'none'})")
+        try:
+            if mechanism == "PLAIN":
+                result = await self._auth_plain(username, password, authzid or "")
+            else:
+                result = await self._auth_scram(mechanism, username, password, authzid)
+        except StreamEnded as ended:
+            return AuthResult(mechanism, False, ended.condition or "stream-ended", self.stream_error)
+        if result.success:
+            await self.open_stream()
+        return result
+
+    async def _auth_plain(self, username: str, password: str, authzid: str) -> AuthResult:
+        await self.send(E("auth", {"mechanism": "PLAIN"}, text=sasl.b64(sasl.plain_message(username, password, authzid)),
+                          ns=SASL))
+        answer = await self.read_unit()
+        return self._auth_outcome("PLAIN", answer)
+
+    async def _auth_scram(self, mechanism: str, username: str, password: str, authzid: str | None) -> AuthResult:
+        client = sasl.scram_client(mechanism, username, password, authzid)
+        await self.send(E("auth", {"mechanism": mechanism}, text=sasl.b64(client.get_client_first()), ns=SASL))
+        answer = await self.read_unit()
+        if answer.tag != q(SASL, "challenge"):
+            return self._auth_outcome(mechanism, answer)
+        try:
+            client.set_server_first(sasl.unb64(answer.text).decode())
+            final = client.get_client_final()
+        except (ValueError, UnicodeError, sasl.scramp.ScramException) as exc:
+            raise ProtocolViolation(f"malformed SCRAM server-first-message: {exc}") from None
+        await self.send(E("response", text=sasl.b64(final), ns=SASL))
+        answer = await self.read_unit()
+        if answer.tag == q(SASL, "challenge"):  # server-final sent as a challenge (RFC 6120 §6.4.6 allows it)
+            server_final = sasl.unb64(answer.text).decode(errors="replace")
+            await self.send(E("response", ns=SASL))
+            answer = await self.read_unit()
+        elif answer.tag == q(SASL, "success"):
+            server_final = sasl.unb64(answer.text).decode(errors="replace")
+        else:
+            return self._auth_outcome(mechanism, answer)
+        outcome = self._auth_outcome(mechanism, answer)
+        if outcome.success:
+            try:
+                client.set_server_final(server_final)
+            except sasl.scramp.ScramException as exc:
+                raise ProtocolViolation(f"the IUT's SCRAM server signature does not verify: {exc}") from None
+        return outcome
+
+    @staticmethod
+    def _auth_outcome(mechanism: str, answer: Element) -> AuthResult:
+        if answer.tag == q(SASL, "success"):
+            return AuthResult(mechanism, True, None, answer)
+        if answer.tag == q(SASL, "failure"):
+            return AuthResult(mechanism, False, error_condition(answer) or "failure", answer)
+        raise ProtocolViolation(f"unexpected answer during SASL: <{answer.tag.split('}')[-1]}/>")
+
+    async def bind(self, resource: str | None = None) -> JID:
+        request = iq("set", E("bind", None, E("resource", text=resource, ns=BIND) if resource else None, ns=BIND))
+        await self.send(request)
+        answer = await self.read_unit()
+        if kind(answer) != "iq" or answer.get("id") != request.get("id"):
+            raise ProtocolViolation("unexpected answer to resource binding")
+        if answer.get("type") != "result":
+            raise ProtocolViolation(f"resource binding refused: <{error_condition(answer)}/>")
+        jid_text = answer.findtext(f"{q(BIND, 'bind')}/{q(BIND, 'jid')}")
+        if not jid_text:
+            raise ProtocolViolation("bind result carries no JID")
+        self.jid = JID.parse(jid_text)
+        return self.jid
+
+    # -- after negotiation ----------------------------------------------------------------------------------------
+
+    def start_pump(self) -> None:
+        if self._pump is None:
+            self._pump = asyncio.get_running_loop().create_task(self._run_pump(), name=f"pump-{self.label}")
+
+    async def _run_pump(self) -> None:
+        try:
+            while True:
+                unit = await self._next_unit(None)
+                self._keep(unit)
+                await self._answer(unit)
+        except (ConnectionClosed, asyncio.CancelledError):
+            pass
+        except Exception as exc:  # never let a hostile answer kill the event loop thread
+            self.conn.recorder.event(self.label, f"pump stopped: {type(exc).__name__}: {exc}")
+        finally:
+            self._changed.set()
+
+    def _keep(self, unit: Element) -> None:
+        if len(self.received) >= MAX_KEPT_UNITS:
+            self.dropped_units += 1
+            return
+        self.received.append(unit)
+        self._changed.set()
+
+    async def _answer(self, unit: Element) -> None:
+        """Behave like an ordinary client: acknowledge roster pushes, answer pings, refuse other requests."""
+        if not self.auto_reply or kind(unit) != "iq" or unit.get("type") not in ("get", "set"):
+            return
+        sender = unit.get("from")
+        own = sender is None or (self.jid is not None and sender in (str(self.jid.bare), self.jid.domain))
+        if unit.find(q(ROSTER, "query")) is not None and own:
+            reply = iq_result(unit)
+        elif unit.find(q(PING, "ping")) is not None:
+            reply = iq_result(unit)  # XEP-0199: clients answer pings
+        else:
+            reply = stanza_error(unit, "service-unavailable")
+        reply.attrib.pop("from", None)
+        try:
+            await self.send(reply)
+        except ConnectionClosed:
+            pass
+
+    async def wait_for(self, predicate: Callable[[Element], bool], timeout: float, since: int = 0) -> Element | None:
+        """First received unit (from index `since`) matching `predicate`, waiting up to `timeout` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        index = since
+        while True:
+            while index < len(self.received):
+                unit = self.received[index]
+                index += 1
+                if predicate(unit):
+                    return unit
+            remaining = deadline - loop.time()
+            if self.ended or remaining <= 0:
+                return None
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                pass
+
+    async def request(self, request: Element, timeout: float | None = None) -> Element:
+        """Send an IQ and return its result or error. Raises StreamEnded or TimeoutError."""
+        if request.get("id") is None:
+            request.set("id", new_id("iq"))
+        since = len(self.received)
+        await self.send(request)
+        rid = request.get("id")
+        answer = await self.wait_for(
+            lambda u: kind(u) == "iq" and u.get("id") == rid and u.get("type") in ("result", "error"),
+            self.timeout if timeout is None else timeout, since)
+        if answer is None:
+            if self.ended:
+                raise StreamEnded(self)
+            raise asyncio.TimeoutError(f"no answer to iq {rid} within {self.timeout if timeout is None else timeout:g}s")
+        return answer
+
+    async def wait_ended(self, timeout: float) -> bool:
+        """True once the IUT has ended the stream or connection (within `timeout`)."""
+        if self._pump is None:
+            async def drain() -> None:
+                try:
+                    while True:
+                        self._keep(await self._next_unit(None))
+                except ConnectionClosed:
+                    pass
+            try:
+                await asyncio.wait_for(drain(), timeout)
+            except asyncio.TimeoutError:
+                pass
+            return self.ended
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not self.ended and not self._pump.done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                break
+            self._changed.clear()
+            try:
+                await asyncio.wait_for(self._changed.wait(), remaining)
+            except asyncio.TimeoutError:
+                break
+        return self.ended or self._pump.done()
+
+    async def close(self) -> None:
+        if self._pump is not None:
+            self._pump.cancel()
+        if not self.conn.closed:
+            try:
+                await asyncio.wait_for(self.conn.send(STREAM_CLOSE), 1.0)
+            except (ConnectionClosed, asyncio.TimeoutError, OSError):
+                pass
+        await self.conn.close()
+        if self._pump is not None:
+            try:
+                await self._pump
+            except (asyncio.CancelledError, Exception):
+                pass

@@ -1,0 +1,109 @@
+"""What every XMPP party of one test shares: the event loop portal, the profile, the evidence recorder, TLS settings."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import ssl
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+import dns.exception
+import dns.resolver
+
+from conformance import canary
+from conformance.profile import Profile
+from conformance.transport.connection import Connection, ConnectionClosed, HandshakeFailed
+from conformance.transport.wire import Recorder
+from conformance.verdicts import SetupFailed
+
+from .client import ProtocolViolation, StreamEnded, XmppClient
+from .codec.xml import Limits
+
+DEFAULT_PORT = 5222
+
+
+class TargetUnreachable(Exception):
+    """The profile's target cannot be reached at all."""
+
+
+def resolve(profile: Profile, timeout: float) -> tuple[str, int]:
+    """Where to connect: the profile's host/port, else the domain's _xmpp-client._tcp SRV record (RFC 6120 §3.2)."""
+    target = profile.target
+    if target.host:
+        return target.host, target.port or DEFAULT_PORT
+    try:
+        answers = dns.resolver.resolve(f"_xmpp-client._tcp.{target.domain}", "SRV", lifetime=timeout)
+        best = sorted(answers, key=lambda r: (r.priority, -r.weight))[0]
+        return str(best.target).rstrip("."), best.port
+    except (dns.exception.DNSException, IndexError):
+        return target.domain, target.port or DEFAULT_PORT
+
+
+@dataclasses.dataclass
+class Runtime:
+    portal: Any  # anyio BlockingPortal running the asyncio loop
+    profile: Profile
+    address: tuple[str, int]
+    recorder: Recorder
+    case_id: str
+    keylog: Path | None = None
+    limits: Limits = Limits()
+
+    @property
+    def timeouts(self):
+        return self.profile.timeouts
+
+    @property
+    def domain(self) -> str:
+        return self.profile.target.domain
+
+    def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None) -> Any:
+        """Run a coroutine function on the loop, bounded in time; translate transport trouble for the verdict."""
+        bound = timeout or self.timeouts.case
+
+        async def bounded() -> Any:
+            try:
+                return await asyncio.wait_for(fn(*args), bound)
+            except asyncio.TimeoutError:
+                raise TimeoutError(f"no progress within {bound:g}s") from None
+
+        return self.portal.call(bounded)
+
+    def canary(self, label: str) -> str:
+        return canary.make(self.case_id, label)
+
+    def tls_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.profile.target.ca_file) if self.profile.target.ca_file
+                                             else None)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if self.keylog is not None:
+            context.keylog_filename = str(self.keylog)
+        return context
+
+    async def connect(self, role: str) -> XmppClient:
+        host, port = self.address
+        try:
+            conn = await Connection.open(host, port, role=role, recorder=self.recorder, timeout=self.timeouts.handshake)
+        except ConnectionError as exc:
+            raise TargetUnreachable(str(exc)) from None
+        return XmppClient(conn, self.domain, limits=self.limits, timeout=self.timeouts.step)
+
+    async def secure_stream(self, role: str) -> XmppClient:
+        """A stream after STARTTLS (or direct TLS), ready for SASL."""
+        client = await self.connect(role)
+        try:
+            if self.profile.target.tls == "direct":
+                await client.conn.start_tls(self.tls_context(), server_hostname=self.domain,
+                                            timeout=self.timeouts.handshake)
+                await client.open_stream()
+            else:
+                await client.open_stream()
+                await client.starttls(self.tls_context())
+        except HandshakeFailed as exc:
+            await client.close()
+            raise SetupFailed(f"TLS with the IUT failed: {exc}") from None
+        except (StreamEnded, ProtocolViolation, ConnectionClosed, asyncio.TimeoutError) as exc:
+            await client.close()
+            raise SetupFailed(f"could not open a secure stream: {exc or type(exc).__name__}") from None
+        return client

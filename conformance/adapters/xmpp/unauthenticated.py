@@ -1,0 +1,202 @@
+"""Streams that never prove an identity: after STARTTLS (or stopped after SASL, before binding) they send what
+only an authenticated party may send, claiming whatever identity the test asks for. The IUT must refuse it all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from conformance.roles import Reaction, Update
+from conformance.verdicts import SetupFailed, note
+
+from .client import StreamEnded, XmppClient
+from .codec.stanza import BIND, BLOCKING, PING, ROSTER, error_condition, iq, kind, message, presence, q
+from .codec.xml import E, Element
+from .observe import describe
+from .runtime import Runtime
+
+if TYPE_CHECKING:
+    from .party import XmppParty
+
+
+class UnauthenticatedStream:
+    def __init__(self, rt: Runtime, client: XmppClient, label: str, cast):
+        self.rt = rt
+        self.client = client
+        self.label = label
+        self.cast = cast
+        self._mark = 0
+        self._request_id: str | None = None
+        self._fence_id: str | None = None
+        self._settled: Reaction | None = None
+
+    def __repr__(self) -> str:
+        return self.label
+
+    bare = None  # no identity
+
+    # -- sending -----------------------------------------------------------------------------------------------------
+
+    async def _send(self, element: Element) -> None:
+        """Send `element`, then a ping: whatever the IUT answers to the ping (even an error, or closing the
+        stream) comes after it has dealt with `element`, since a stream is processed in order (RFC 6120 §10.1)."""
+        self.client.start_pump()
+        self._mark = len(self.client.received)
+        self._request_id = element.get("id") if kind(element) == "iq" else None
+        fence = iq("get", E("ping", ns=PING), to=self.rt.domain)
+        self._fence_id = fence.get("id")
+        self._settled: Reaction | None = None
+        try:
+            await self.client.send(element)
+            await self.client.send(fence)
+        except ConnectionError:
+            pass
+
+    def _update(self, kind_: str, canary: str) -> Update:
+        return Update(kind=kind_, sender=self, canary=canary, marks=self.cast.marks(), fence=self._settle,
+                      reveal_availability=False)
+
+    def sends_presence(self, *, claiming: "XmppParty") -> Update:
+        canary = self.rt.canary("unauth-status")
+
+        async def run():
+            update = self._update("presence", canary)
+            await self._send(presence(status=canary, from_=claiming.bare))
+            return update
+        return self.rt.call(run)
+
+    def sends_message(self, to: "XmppParty", *, claiming: "XmppParty | None" = None) -> Update:
+        canary = self.rt.canary("unauth-msg")
+
+        async def run():
+            update = self._update("message", canary)
+            await self._send(message(to.bare, canary, from_=claiming.bare if claiming else None))
+            return update
+        return self.rt.call(run)
+
+    def requests_subscription_to(self, other: "XmppParty", *, claiming: "XmppParty") -> Update:
+        canary = self.rt.canary("unauth-subscribe")
+
+        async def run():
+            update = self._update("presence", canary)
+            await self._send(presence(to=other.bare, type_="subscribe", status=canary, from_=claiming.bare))
+            return update
+        return self.rt.call(run)
+
+    def approves(self, other: "XmppParty", *, claiming: "XmppParty") -> None:
+        self.rt.call(self._send, presence(to=other.bare, type_="subscribed", from_=claiming.bare))
+
+    def reads_roster(self, *, claiming: "XmppParty") -> None:
+        self.rt.call(self._send, iq("get", E("query", ns=ROSTER), from_=claiming.full_jid))
+
+    def changes_permissions_of(self, owner: "XmppParty", *, grant: "XmppParty") -> None:
+        item = E("item", {"jid": grant.bare, "subscription": "both"}, ns=ROSTER)
+        self.rt.call(self._send, iq("set", E("query", None, item, ns=ROSTER), from_=owner.full_jid))
+
+    def blocks(self, target: "XmppParty", *, claiming: "XmppParty") -> None:
+        block = E("block", None, E("item", {"jid": target.bare}, ns=BLOCKING), ns=BLOCKING)
+        self.rt.call(self._send, iq("set", block, from_=claiming.full_jid))
+
+    def binds_resource(self) -> None:
+        self.rt.call(self._send, iq("set", E("bind", None, E("resource", text="unauthenticated", ns=BIND), ns=BIND)))
+
+    # -- observing the IUT's reaction -----------------------------------------------------------------------------------
+
+    async def _settle(self) -> None:
+        """Ordering point for what this stream sent: the IUT's reaction to it, or a bounded wait if it gives none."""
+        if self._settled is None:
+            await self._reaction(self.rt.timeouts.close)
+
+    async def _reaction(self, timeout: float) -> Reaction:
+        self._settled = reaction = await self._observe(timeout)
+        return reaction
+
+    async def _observe(self, timeout: float) -> Reaction:
+        client = self.client
+        rid = self._request_id
+
+        def answer(unit: Element) -> bool:
+            if kind(unit) == "iq" and unit.get("id") == self._fence_id:
+                return True
+            if rid is not None:
+                return kind(unit) == "iq" and unit.get("id") == rid
+            return unit.get("type") == "error" and unit.get("id") != self._fence_id
+
+        got = await client.wait_for(answer, timeout, self._mark)
+        if got is not None and got.get("id") == self._fence_id and got.get("id") != rid:
+            got = None  # the fence came back first: the stanza itself got no answer
+        if got is not None and got.get("type") == "error":
+            return Reaction(stanza_error=error_condition(got), detail=describe(got))
+        if got is not None:
+            return Reaction(answered=True, detail=describe(got))
+        if client.stream_error is not None:
+            return Reaction(stream_error=client.stream_error_condition, closed=True)
+        if client.ended:
+            return Reaction(closed=True, detail=client.end_reason())
+        return Reaction(detail=f"no answer within {timeout:g}s")
+
+    def reaction(self) -> Reaction:
+        """How the IUT treated the last thing sent: stream error, stanza error, processed, or silence (T_CLOSE)."""
+        reaction = self.rt.call(self._reaction, self.rt.timeouts.close)
+        if not reaction.refused and not reaction.answered:
+            note(f"{self.label}: the IUT gave no answer; RFC 6120 §4.9.3.12 expects a <not-authorized/> stream error")
+        elif reaction.stanza_error:
+            note(f"{self.label}: refused with a stanza error <{reaction.stanza_error}/> rather than the "
+                 f"<not-authorized/> stream error of RFC 6120 §4.9.3.12")
+        return reaction
+
+    # -- authentication attempts -------------------------------------------------------------------------------------------
+
+    def guesses_password_of(self, party: "XmppParty") -> Reaction:
+        """Authenticate as `party` with a wrong password."""
+        wrong = "not-" + self.rt.canary("password")
+
+        async def run():
+            if self.client.ended:
+                return Reaction(closed=True, detail=self.client.end_reason())
+            result = await self.client.authenticate(party.account.username, wrong)
+            if result.success:
+                return Reaction(answered=True, detail=f"{result.mechanism} succeeded")
+            if self.client.stream_error is not None:
+                return Reaction(stream_error=self.client.stream_error_condition, closed=True)
+            if self.client.ended:
+                return Reaction(closed=True, detail=self.client.end_reason())
+            return Reaction(stanza_error=result.condition, detail=f"{result.mechanism}: <{result.condition}/>")
+        return self.rt.call(run)
+
+
+class Unauthenticated:
+    """Fixture object: each `connect()` opens a fresh stream that stops before authentication."""
+
+    def __init__(self, rt: Runtime, cast):
+        self.rt = rt
+        self.cast = cast
+        self._count = 0
+
+    def connect(self) -> UnauthenticatedStream:
+        self._count += 1
+        label = f"unauthenticated#{self._count}"
+
+        async def run():
+            return await self.rt.secure_stream("unauthenticated")
+        client = self.rt.call(run)
+        stream = UnauthenticatedStream(self.rt, client, label, self.cast)
+        self.cast.extra_streams.append(stream)
+        return stream
+
+    def connect_as_after_sasl(self, party: "XmppParty") -> UnauthenticatedStream:
+        """A stream where `party` completed SASL but never bound a resource (RFC 6120 §7: nothing is routed yet)."""
+        self._count += 1
+
+        async def run():
+            client = await self.rt.secure_stream(party.name)
+            result = await client.authenticate(party.account.username, party.account.password)
+            if not result.success:
+                await client.close()
+                raise SetupFailed(f"{party.name} could not authenticate: <{result.condition}/>")
+            return client
+        client = self.rt.call(run)
+        stream = UnauthenticatedStream(self.rt, client, f"{party.name}-unbound", self.cast)
+        self.cast.extra_streams.append(stream)
+        return stream

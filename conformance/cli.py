@@ -1,0 +1,189 @@
+"""`impp-conformance`: run the suite, list its cases, serve the reference service, list its flaws."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from conformance import __version__, catalogue
+from conformance.verdicts import EXIT_CODES, EXIT_USAGE
+
+EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
+
+
+def _implemented() -> dict[str, list[str]]:
+    """Case ID -> test node IDs in the suite, found by collecting it (no target is contacted)."""
+    import pytest
+
+    class Collector:
+        def __init__(self) -> None:
+            self.found: dict[str, list[str]] = {}
+
+        def pytest_collection_modifyitems(self, items):
+            from conformance.marks import case_of
+            for item in items:
+                ident = case_of(item)
+                if ident:
+                    self.found.setdefault(ident[0], []).append(item.nodeid)
+
+    collector = Collector()
+    with tempfile.TemporaryDirectory() as tmp:
+        code = pytest.main(["--collect-only", "-q", "--pyargs", "conformance.suite", "-p", "no:cacheprovider",
+                            "--out", tmp, "-o", "console_output_style=classic"], plugins=[collector])
+    if code not in (0, 5):
+        raise SystemExit(f"error: the suite does not collect (pytest exit {code})")
+    return collector.found
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        implemented = _implemented()
+    rows = []
+    for case in sorted(catalogue.cases().values(), key=lambda c: (catalogue.section_key(c.section), c.id)):
+        rows.append({"id": case.id, "section": case.section, "level": case.level, "iut": case.iut,
+                     "title": case.title, "implemented": case.id in implemented,
+                     "tests": len(implemented.get(case.id, []))})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    print(f"{'case':<12} {'§':<5} {'level':<6} {'IUT':<8} {'tests':>5}  title")
+    for row in rows:
+        tests = str(row["tests"]) if row["implemented"] else "-"
+        print(f"{row['id']:<12} {row['section']:<5} {row['level']:<6} {row['iut']:<8} {tests:>5}  {row['title']}")
+    done = sum(r["implemented"] for r in rows)
+    print(f"\n{done} of {len(rows)} cases implemented")
+    return 0
+
+
+def cmd_flaws(args: argparse.Namespace) -> int:
+    from conformance.reference.flaws import FLAWS
+    if args.json:
+        print(json.dumps([{"name": f.name, "summary": f.summary, "breaks": list(f.breaks)} for f in FLAWS.values()],
+                         indent=2))
+        return 0
+    for flaw in FLAWS.values():
+        print(f"{flaw.name}\n    {flaw.summary}\n    breaks: {', '.join(flaw.breaks)}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from conformance.reference.__main__ import serve
+    from conformance.reference.config import ServiceConfig
+    from conformance.reference.flaws import UnknownFlaw, check
+
+    try:
+        flaws = check(args.flaw)
+    except UnknownFlaw as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    data = Path(args.data) if args.data else Path(tempfile.mkdtemp(prefix="impp-reference-"))
+
+    def announce(service, port, profile_path):
+        print(profile_path.read_text(encoding="utf-8"))
+        print(f"# profile written to {profile_path}", file=sys.stderr)
+        print(f"# run the suite against it: impp-conformance run --profile {profile_path}", file=sys.stderr)
+        print("# stop with Ctrl-C", file=sys.stderr, flush=True)
+
+    try:
+        asyncio.run(serve(ServiceConfig(data_dir=data, port=args.port, flaws=flaws), announce))
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    import pytest
+
+    from conformance.profile import ProfileError, load
+    from conformance.reference.flaws import UnknownFlaw, check
+
+    if args.profile:
+        if args.flaw:
+            print("error: --flaw applies to the embedded reference service only; drop --profile or --flaw",
+                  file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            load(args.profile)
+        except ProfileError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        check(args.flaw)
+    except UnknownFlaw as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    unknown = [c for c in args.case if c not in catalogue.cases()]
+    if unknown:
+        print(f"error: --case {', '.join(unknown)}: not a case of the catalogue (see `impp-conformance list`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    pytest_args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--out", args.out,
+                   "-o", "console_output_style=classic", "-q", "--no-header"]
+    if args.profile:
+        pytest_args += ["--profile", args.profile]
+    for flaw in args.flaw:
+        pytest_args += ["--flaw", flaw]
+    for case_id in args.case:
+        pytest_args += ["--case", case_id]
+    if args.k:
+        pytest_args += ["-k", args.k]
+    if args.strict:
+        pytest_args.append("--impp-strict")
+    if args.run_id:
+        pytest_args += ["--run-id", args.run_id]
+    return int(pytest.main(pytest_args + extra))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="impp-conformance", epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     description="Security conformance suite for IMPP (instant messaging and "
+                                                 "presence) implementations, after draft-ietf-impp-security §5.")
+    parser.add_argument("--version", action="version", version=f"impp-conformance {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the suite (against the embedded reference service unless --profile)",
+                         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--profile", help="target profile (TOML)")
+    run.add_argument("--case", action="append", default=[], metavar="ID", help="only this case (repeatable)")
+    run.add_argument("-k", metavar="EXPR", help="only tests matching this pytest -k expression")
+    run.add_argument("--strict", action="store_true", help="SHOULD-level deviations (WARN) fail the run too")
+    run.add_argument("--flaw", action="append", default=[], metavar="NAME",
+                     help="switch on a flaw of the embedded reference service (repeatable)")
+    run.add_argument("--out", default="reports", help="report directory (default: reports)")
+    run.add_argument("--run-id", help="name of the run's report directory (default: time and target)")
+
+    listing = sub.add_parser("list", help="list the catalogue's cases and which are implemented")
+    listing.add_argument("--json", action="store_true")
+
+    serve = sub.add_parser("serve", help="run the reference service in the foreground and print its profile")
+    serve.add_argument("--flaw", action="append", default=[], metavar="NAME")
+    serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
+    serve.add_argument("--data", help="data directory (default: a new temporary directory)")
+
+    flaws = sub.add_parser("flaws", help="list the reference service's flaws and the cases each breaks")
+    flaws.add_argument("--json", action="store_true")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if args.command == "run":
+        return cmd_run(args, extra)
+    return {"list": cmd_list, "flaws": cmd_flaws, "serve": cmd_serve}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Evidence per test: the transcript of every connection the harness opened, with credentials redacted."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from conformance.transport.wire import Recorder
+
+# SASL payloads carry passwords (PLAIN) or proofs an attacker could test passwords against (SCRAM): never written.
+_SECRETS = re.compile(rb"(<(?:auth|response)\b[^>]*>)([^<]+)(</(?:auth|response)>)")
+
+
+def redact(data: bytes) -> bytes:
+    return _SECRETS.sub(rb"\1[redacted]\3", data)
+
+
+def slug(nodeid: str) -> str:
+    name = nodeid.split("::", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", name)[:150]
+
+
+def render_transcript(recorder: Recorder, title: str) -> str:
+    lines = [f"# {title}", "# time (s) | connection | direction | data (application layer; SASL payloads redacted)", ""]
+    for chunk in recorder.chunks:
+        if chunk.layer == "tcp":
+            continue
+        if chunk.layer == "event":
+            lines.append(f"{chunk.t:9.3f}  {chunk.connection:<18} ..  {chunk.note}")
+            continue
+        arrow = "->" if chunk.direction == "out" else "<-"
+        text = redact(chunk.data).decode("utf-8", errors="replace")
+        lines.append(f"{chunk.t:9.3f}  {chunk.connection:<18} {arrow}  {text}")
+    if recorder.truncated:
+        lines.append("# (recording truncated at its byte limit)")
+    return "\n".join(lines) + "\n"
+
+
+def write_case_evidence(directory: Path, recorder: Recorder, title: str) -> dict[str, Path]:
+    directory.mkdir(parents=True, exist_ok=True)
+    transcript = directory / "transcript.txt"
+    transcript.write_text(render_transcript(recorder, title), encoding="utf-8")
+    return {"transcript": transcript}

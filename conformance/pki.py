@@ -1,0 +1,84 @@
+"""Test certificates made with trustme: the trusted test CA (CA-T) and server certificates for test domains.
+
+Validity is capped at ten years and the extended-key-usage extension is non-critical, because real servers the
+suite runs against (ejabberd's Erlang `public_key`) refuse trustme's year-3000 expiry and its critical EKU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+from pathlib import Path
+
+import trustme
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+VALIDITY = datetime.timedelta(days=3650)
+
+
+@dataclasses.dataclass(frozen=True)
+class CertFiles:
+    ca: Path  # PEM of the issuing CA
+    cert: Path  # PEM leaf certificate
+    key: Path  # PEM private key
+    combined: Path  # leaf + key in one PEM (the form ejabberd wants)
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def make_ca(name: str = "impp-conformance test CA") -> trustme.CA:
+    trustme.DEFAULT_EXPIRY = (_now() + VALIDITY).replace(tzinfo=None)  # the CA constructor has no expiry argument
+    return trustme.CA(organization_name=name)
+
+
+def issue(ca: trustme.CA, *names: str, not_before: datetime.datetime | None = None,
+          not_after: datetime.datetime | None = None) -> tuple[bytes, bytes]:
+    """A server (and client) certificate for `names`, signed by `ca`. Returns (cert PEM, key PEM)."""
+    ca_cert = x509.load_pem_x509_certificate(ca.cert_pem.bytes())
+    ca_key = serialization.load_pem_private_key(ca.private_key_pem.bytes(), None)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = _now()
+    sans = [x509.DNSName(n) for n in names]
+    cert = (x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]))
+            .issuer_name(ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before or now - datetime.timedelta(days=1))
+            .not_valid_after(not_after or now + VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+            .add_extension(x509.KeyUsage(True, False, True, False, False, False, False, False, False), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+            .sign(ca_key, hashes.SHA256()))
+    cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert_pem, key_pem
+
+
+def write_server_certs(directory: Path, domain: str) -> CertFiles:
+    """Create (once) a CA and a certificate for `domain` in `directory`; reuse them if they exist."""
+    directory.mkdir(parents=True, exist_ok=True)
+    files = CertFiles(directory / "ca.pem", directory / f"{domain}.crt", directory / f"{domain}.key",
+                      directory / f"{domain}.pem")
+    if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined)):
+        return files
+    ca = make_ca()
+    cert_pem, key_pem = issue(ca, domain, f"*.{domain}")
+    files.ca.write_bytes(ca.cert_pem.bytes())
+    files.cert.write_bytes(cert_pem)
+    files.key.write_bytes(key_pem)
+    files.combined.write_bytes(cert_pem + key_pem)
+    for path in (files.key, files.combined):
+        os.chmod(path, 0o600)
+    return files

@@ -1,0 +1,183 @@
+"""Profiles: one TOML file per target, naming the IUT, how to reach it, its accounts and the timers.
+
+Loading is strict: an unknown key, a missing account or a wrong type is a `ProfileError` whose one-line message
+names the file and the field, so a typo never silently changes what is tested.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+REQUIRED_ACCOUNTS = ("alice", "bob", "mallory")
+PROTOCOLS = ("xmpp",)
+
+
+class ProfileError(Exception):
+    """A profile that cannot be used; the message is one line naming file and field."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    name: str
+    domain: str
+    protocol: str = "xmpp"
+    host: str | None = None
+    port: int | None = None
+    ca_file: Path | None = None
+    tls: str = "starttls"
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    key: str
+    username: str
+    password: str = dataclasses.field(repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeouts:
+    positive: float = 5.0  # T_POS: an expected delivery must arrive within this
+    negative: float = 2.0  # bounded wait for an absence where no ordering fence exists
+    close: float = 10.0  # T_CLOSE: the IUT closes a violating stream within this
+    handshake: float = 10.0  # T_HS: TCP connect plus TLS handshake
+    step: float = 10.0  # any single request/answer exchange
+    case: float = 120.0  # hard bound on one test
+
+
+@dataclasses.dataclass(frozen=True)
+class Control:
+    restart: str | None = None  # shell command restarting the IUT gracefully
+    kill_restart: str | None = None  # shell command killing (SIGKILL) and restarting the IUT
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    path: Path
+    target: Target
+    accounts: dict[str, Account]
+    timeouts: Timeouts
+    control: Control
+    embedded: bool = False  # the harness started this target itself (the reference service)
+
+    def account(self, key: str) -> Account:
+        return self.accounts[key]
+
+
+_FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
+    "target": {"name": (str,), "domain": (str,), "protocol": (str,), "host": (str,), "port": (int,),
+               "ca_file": (str,), "tls": (str,)},
+    "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
+    "control": {"restart": (str,), "kill_restart": (str,)},
+}
+_ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+
+
+def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[type, ...]]) -> dict:
+    if not isinstance(table, dict):
+        raise ProfileError(f"{path}: [{section}] must be a table")
+    for key, value in table.items():
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            raise ProfileError(f"{path}: unknown key '{section}.{key}' (known: {known})")
+        types = fields[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            raise ProfileError(f"{path}: '{section}.{key}' must be {_TYPE_NAMES[types[0]]}, "
+                               f"not {type(value).__name__}")
+    return table
+
+
+def load(path: str | Path) -> Profile:
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProfileError(f"{path}: no such profile file") from None
+    except OSError as exc:
+        raise ProfileError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise ProfileError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(f"{path}: not valid TOML ({exc})") from None
+    return parse(data, path)
+
+
+def parse(data: dict, path: Path, *, embedded: bool = False) -> Profile:
+    for key in data:
+        if key not in ("target", "accounts", "timeouts", "control"):
+            raise ProfileError(f"{path}: unknown section [{key}] (known: accounts, control, target, timeouts)")
+    if "target" not in data:
+        raise ProfileError(f"{path}: missing section [target]")
+    target_raw = _check_table(path, "target", data["target"], _FIELDS["target"])
+    for required in ("name", "domain"):
+        if required not in target_raw:
+            raise ProfileError(f"{path}: missing key 'target.{required}'")
+    protocol = target_raw.get("protocol", "xmpp")
+    if protocol not in PROTOCOLS:
+        raise ProfileError(f"{path}: 'target.protocol' must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    tls = target_raw.get("tls", "starttls")
+    if tls not in ("starttls", "direct"):
+        raise ProfileError(f"{path}: 'target.tls' must be 'starttls' or 'direct', not {tls!r}")
+    port = target_raw.get("port")
+    if port is not None and not 0 < port < 65536:
+        raise ProfileError(f"{path}: 'target.port' must be between 1 and 65535")
+    ca_file = None
+    if "ca_file" in target_raw:
+        ca_file = (path.parent / target_raw["ca_file"]).resolve()
+        if not ca_file.is_file():
+            raise ProfileError(f"{path}: 'target.ca_file' {ca_file} does not exist")
+    target = Target(name=target_raw["name"], domain=target_raw["domain"].lower().rstrip("."), protocol=protocol,
+                    host=target_raw.get("host"), port=port, ca_file=ca_file, tls=tls)
+
+    accounts_raw = data.get("accounts", {})
+    if not isinstance(accounts_raw, dict):
+        raise ProfileError(f"{path}: [accounts] must be a table of [accounts.<name>] tables")
+    accounts: dict[str, Account] = {}
+    for key, raw in accounts_raw.items():
+        raw = _check_table(path, f"accounts.{key}", raw, _ACCOUNT_FIELDS)
+        if "password" in raw and "password_env" in raw:
+            raise ProfileError(f"{path}: 'accounts.{key}' has both password and password_env; keep one")
+        if "password_env" in raw:
+            password = os.environ.get(raw["password_env"])
+            if password is None:
+                raise ProfileError(f"{path}: 'accounts.{key}.password_env' names {raw['password_env']}, "
+                                   f"which is not set in the environment")
+        elif "password" in raw:
+            password = raw["password"]
+        else:
+            raise ProfileError(f"{path}: missing key 'accounts.{key}.password' (or password_env)")
+        accounts[key] = Account(key=key, username=raw.get("username", key), password=password)
+    missing = [a for a in REQUIRED_ACCOUNTS if a not in accounts]
+    if missing:
+        raise ProfileError(f"{path}: missing account(s) {', '.join(f'[accounts.{m}]' for m in missing)}; "
+                           f"the suite needs {', '.join(REQUIRED_ACCOUNTS)}")
+    usernames = [a.username.lower() for a in accounts.values()]
+    if len(set(usernames)) != len(usernames):
+        raise ProfileError(f"{path}: two accounts share a username; each role needs its own account")
+
+    timeouts_raw = _check_table(path, "timeouts", data.get("timeouts", {}), _FIELDS["timeouts"])
+    for key, value in timeouts_raw.items():
+        if not 0 < value <= 3600:
+            raise ProfileError(f"{path}: 'timeouts.{key}' must be between 0 and 3600 seconds")
+    control_raw = _check_table(path, "control", data.get("control", {}), _FIELDS["control"])
+    return Profile(path=path, target=target, accounts=accounts,
+                   timeouts=Timeouts(**{k: float(v) for k, v in timeouts_raw.items()}),
+                   control=Control(**control_raw), embedded=embedded)
+
+
+def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "") -> str:
+    """TOML text of a profile (used by the reference service to describe itself)."""
+    def value(v: Any) -> str:
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return str(v)
+
+    lines = [f"# {line}" for line in comment.splitlines()] + ["[target]"]
+    lines += [f"{k} = {value(v)}" for k, v in target.items() if v is not None]
+    for key, (username, password) in accounts.items():
+        lines += ["", f"[accounts.{key}]", f"username = {value(username)}", f"password = {value(password)}"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,72 @@
+"""Run the reference service in the foreground: `python -m conformance.reference --data DIR [--port N] [--flaw F]`.
+
+Once it listens it writes `profile.toml` into the data directory and prints `READY <path>` on stdout, so a parent
+process (the harness, `impp-conformance serve`) knows where to find it. SIGTERM or SIGINT stop it cleanly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from conformance.profile import render
+
+from .config import ServiceConfig
+from .flaws import UnknownFlaw, check
+from .service import Service
+
+
+def profile_text(service: Service, port: int) -> str:
+    flaws = ", ".join(sorted(service.flaws)) or "none"
+    return render(
+        {"name": "reference" if not service.flaws else f"reference+{'+'.join(sorted(service.flaws))}",
+         "protocol": "xmpp", "domain": service.config.domain, "host": service.config.host, "port": port,
+         "ca_file": str(service.certs.ca.resolve())},
+        {user: (user, service.passwords[user]) for user in service.config.accounts},
+        comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.")
+
+
+async def serve(config: ServiceConfig, announce) -> None:
+    service = Service(config)
+    port = await service.start()
+    profile_path = config.data_dir / "profile.toml"
+    profile_path.write_text(profile_text(service, port), encoding="utf-8")
+    announce(service, port, profile_path)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await service.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m conformance.reference", description=__doc__)
+    parser.add_argument("--data", required=True, type=Path, help="data directory (state, certificates, log)")
+    parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--domain", default="iut.test")
+    parser.add_argument("--flaw", action="append", default=[], help="switch on a flaw (repeatable)")
+    args = parser.parse_args(argv)
+    try:
+        flaws = check(args.flaw)
+    except UnknownFlaw as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+    def announce(service, port, profile_path):
+        print(f"READY {profile_path}", flush=True)
+
+    config = ServiceConfig(data_dir=args.data, port=args.port, domain=args.domain, flaws=flaws)
+    try:
+        asyncio.run(serve(config, announce))
+    except OSError as exc:
+        print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,369 @@
+"""One client-to-server stream of the reference service: STARTTLS (required), SASL, resource binding, then stanzas.
+
+The order is enforced as RFC 6120 §4.3.5 and §7.1 require: nothing is routed before TLS, authentication and
+binding are complete; anything else gets a stream error and the stream is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import ssl
+import traceback
+from typing import TYPE_CHECKING
+
+from scramp import ScramException, ScramMechanism
+
+from conformance.adapters.xmpp.codec import sasl
+from conformance.adapters.xmpp.codec.jid import JID, JidError
+from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, STREAM_CLOSE, TLS, iq_result, kind,
+                                                    q, stanza_error, stream_error, stream_header)
+from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
+                                                 UnitReceived, XmlError, to_bytes)
+
+if TYPE_CHECKING:
+    from .service import Service
+
+STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
+SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
+
+
+class Session:
+    def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+        self.service = service
+        self.reader = reader
+        self.writer = writer
+        self.id = secrets.token_hex(6)
+        peer = writer.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.tls = False
+        self.user: str | None = None  # authenticated localpart
+        self.jid: JID | None = None  # bound full JID
+        self.anonymous = False
+        self.available = False
+        self.presence: Element | None = None  # last available presence broadcast by this resource
+        self.directed: set[str] = set()
+        self.carbons = False
+        self.auth_failures = 0
+        self.closed = False
+        self._scram = None
+        self._restart = False
+        self.parser = StreamParser(Limits(max_unit_bytes=service.config.max_unit_bytes))
+
+    # -- output -----------------------------------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        self.service.log(f"[{self.id} {self.jid or self.user or self.peer}] {text}")
+
+    def send(self, element: Element) -> None:
+        if self.closed:
+            return
+        try:
+            self.writer.write(to_bytes(element, CLIENT))
+        except (ConnectionError, RuntimeError):
+            self.closed = True
+            return
+        transport = self.writer.transport
+        if transport is not None and transport.get_write_buffer_size() > self.service.config.max_write_buffer:
+            self.log("client does not read; closing")
+            self.close("policy-violation", "output buffer limit reached")
+
+    def close(self, condition: str | None = None, text: str | None = None) -> None:
+        if self.closed:
+            return
+        try:
+            if condition:
+                self.log(f"closing with stream error {condition}: {text or ''}")
+                self.writer.write(to_bytes(stream_error(condition, text), CLIENT))
+            self.writer.write(STREAM_CLOSE)
+        except (ConnectionError, RuntimeError):
+            pass
+        self.closed = True
+        try:
+            self.writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
+
+    # -- main loop --------------------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.log(f"connection from {self.peer}")
+        try:
+            while not self.closed:
+                timeout = self.service.config.idle_timeout if self.jid else self.service.config.preauth_idle_timeout
+                try:
+                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
+                except asyncio.TimeoutError:
+                    self.close("connection-timeout", f"idle for {timeout:g}s")
+                    break
+                if not data:
+                    break
+                try:
+                    events = self.parser.feed(data)
+                except XmlError as exc:
+                    self.close(exc.condition, exc.text)
+                    break
+                for event in events:
+                    if isinstance(event, StreamOpened):
+                        self._on_stream_open(event)
+                    elif isinstance(event, UnitReceived):
+                        try:
+                            await self._on_unit(event.element)
+                        except Exception:  # a bug here must show as a stream error, never as silence
+                            self.log("internal error:\n" + traceback.format_exc())
+                            self.close("internal-server-error", "the reference service failed on this stanza")
+                    elif isinstance(event, StreamClosed):
+                        self.close()
+                    if self.closed or self._restart:
+                        break
+                if self._restart:
+                    self._restart = False
+                    self.parser = StreamParser(Limits(max_unit_bytes=self.service.config.max_unit_bytes))
+                await self._drain()
+        except (ConnectionError, ssl.SSLError, OSError) as exc:
+            self.log(f"connection error: {exc}")
+        finally:
+            self.closed = True
+            try:
+                self.writer.close()
+            except (ConnectionError, RuntimeError):
+                pass
+            self.service.session_ended(self)
+            self.log("closed")
+
+    async def _drain(self) -> None:
+        try:
+            await asyncio.wait_for(self.writer.drain(), 5.0)
+        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+            self.close()
+
+    def _on_stream_open(self, event: StreamOpened) -> None:
+        self.writer.write(stream_header(to=None, from_=self.service.config.domain, stream_id=secrets.token_hex(8)))
+        if event.tag != STREAM_TAG:
+            self.close("invalid-namespace", "the root element must be <stream:stream/>")
+            return
+        if event.default_ns != CLIENT:
+            self.close("invalid-namespace", "this port serves jabber:client streams")
+            return
+        if event.attrs.get("to", "").lower() != self.service.config.domain:
+            self.close("host-unknown", f"this service is {self.service.config.domain}")
+            return
+        features = E("{http://etherx.jabber.org/streams}features")
+        if not self.tls:
+            features.append(E("starttls", None, E("required", ns=TLS), ns=TLS))
+        elif self.user is None:
+            mechs = E("mechanisms", ns=SASL)
+            for name in (*SCRAM_MECHANISMS, "PLAIN"):
+                mechs.append(E("mechanism", text=name, ns=SASL))
+            features.append(mechs)
+        elif self.jid is None:
+            features.append(E("bind", ns=BIND))
+            features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
+        self.send(features)
+
+    async def _on_unit(self, unit: Element) -> None:
+        if not self.tls:
+            await self._pre_tls(unit)
+        elif self.user is None and not self.anonymous:
+            self._pre_auth(unit)
+        elif self.jid is None:
+            self._pre_bind(unit)
+        elif kind(unit) is not None:
+            self.service.handle_stanza(self, unit)
+        else:
+            self.close("unsupported-stanza-type", f"unexpected <{unit.tag}/> on an established stream")
+
+    # -- STARTTLS (RFC 6120 §5) -------------------------------------------------------------------------------------
+
+    async def _pre_tls(self, unit: Element) -> None:
+        if unit.tag == q(TLS, "starttls"):
+            # Stop reading before <proceed/> goes out: the ClientHello must reach the TLS layer, not the
+            # plaintext reader's buffer (start_tls resumes reading once TLS is in place).
+            self.writer.transport.pause_reading()
+            self.send(E("proceed", ns=TLS))
+            await self._drain()
+            try:
+                await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
+            except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
+                self.log(f"TLS handshake failed: {exc}")
+                self.closed = True
+                return
+            self.tls = True
+            self._restart = True
+            ssl_object = self.writer.get_extra_info("ssl_object")
+            self.log(f"TLS established: {ssl_object.version() if ssl_object else '?'}")
+        elif unit.tag == q(SASL, "auth"):
+            # RFC 6120 §6.4: mechanisms are only offered after TLS; say why instead of silently failing.
+            self.send(E("failure", None, E("encryption-required", ns=SASL), ns=SASL))
+        elif kind(unit) is not None and self.service.flawed("unauthenticated-stanzas-routed"):
+            self._route_unauthenticated(unit)
+        else:
+            self.close("not-authorized", "STARTTLS and authentication are required first")
+
+    # -- SASL (RFC 6120 §6) --------------------------------------------------------------------------------------------
+
+    def _pre_auth(self, unit: Element) -> None:
+        if unit.tag == q(SASL, "auth"):
+            self._sasl_auth(unit)
+        elif unit.tag == q(SASL, "response") and self._scram is not None:
+            self._sasl_response(unit)
+        elif unit.tag == q(SASL, "abort"):
+            self._scram = None
+            self.send(E("failure", None, E("aborted", ns=SASL), ns=SASL))
+        elif kind(unit) == "iq" and unit.find(q(BIND, "bind")) is not None and self.service.flawed("anonymous-bind"):
+            self.anonymous = True
+            self.user = f"anon-{secrets.token_hex(4)}"
+            self._bind(unit)
+        elif kind(unit) is not None and self.service.flawed("unauthenticated-stanzas-routed"):
+            self._route_unauthenticated(unit)
+        else:
+            self.close("not-authorized", "authenticate first")
+
+    def _route_unauthenticated(self, unit: Element) -> None:
+        # Flaw: believe whatever 'from' an unauthenticated stream claims.
+        try:
+            claimed = JID.parse(unit.get("from") or "")
+        except JidError:
+            self.close("not-authorized", "authenticate first")
+            return
+        if claimed.domain != self.service.config.domain or claimed.local not in self.service.store.accounts:
+            self.close("not-authorized", "authenticate first")
+            return
+        self.service.handle_stanza(self, unit, sender=claimed)
+
+    def _sasl_failure(self, condition: str, text: str | None = None) -> None:
+        self._scram = None
+        self.auth_failures += 1
+        self.log(f"SASL failure {condition} ({self.auth_failures} so far)")
+        self.send(E("failure", None, E(condition, ns=SASL), E("text", text=text, ns=SASL) if text else None, ns=SASL))
+        limit = self.service.config.max_auth_failures
+        if self.auth_failures >= limit and not self.service.flawed("unlimited-auth-retries"):
+            self.close("policy-violation", f"too many failed authentication attempts ({limit})")
+
+    def _sasl_success(self, user: str, additional: bytes = b"") -> None:
+        self._scram = None
+        self.user = user
+        self.log(f"authenticated as {user}")
+        self.send(E("success", text=sasl.b64(additional) if additional else None, ns=SASL))
+        self._restart = True
+
+    def _account(self, username: str) -> str | None:
+        try:
+            user = JID.parse(f"{username}@{self.service.config.domain}").local
+        except JidError:
+            return None
+        return user if user in self.service.store.accounts else None
+
+    def _sasl_auth(self, unit: Element) -> None:
+        mechanism = unit.get("mechanism", "")
+        try:
+            data = sasl.unb64(unit.text)
+        except ValueError:
+            self._sasl_failure("incorrect-encoding")
+            return
+        if mechanism == "PLAIN":
+            self._sasl_plain(data)
+        elif mechanism in SCRAM_MECHANISMS:
+            self._sasl_scram_first(mechanism, data)
+        else:
+            self._sasl_failure("invalid-mechanism")
+
+    def _sasl_plain(self, data: bytes) -> None:
+        try:
+            authzid, authcid, password = data.decode("utf-8").split("\0")
+        except (UnicodeDecodeError, ValueError):
+            self._sasl_failure("malformed-request")
+            return
+        user = self._account(authcid)
+        if user is None or not self.service.store.check_password(user, password):
+            self._sasl_failure("not-authorized")
+            return
+        if authzid:
+            wanted = self._authzid_account(authzid)
+            if wanted != user:
+                if self.service.flawed("authzid-honoured") and wanted is not None:
+                    self._sasl_success(wanted)
+                    return
+                self._sasl_failure("invalid-authzid", "you may act only as yourself")
+                return
+        self._sasl_success(user)
+
+    def _authzid_account(self, authzid: str) -> str | None:
+        try:
+            jid = JID.parse(authzid)
+        except JidError:
+            return None
+        if jid.domain != self.service.config.domain or jid.resource or jid.local not in self.service.store.accounts:
+            return None
+        return jid.local
+
+    def _sasl_scram_first(self, mechanism: str, data: bytes) -> None:
+        try:
+            first = data.decode("utf-8")
+            gs2_flag, authzid_part, bare = first.split(",", 2)
+            username = next(p[2:] for p in bare.split(",") if p.startswith("n="))
+        except (UnicodeDecodeError, ValueError, StopIteration):
+            self._sasl_failure("malformed-request")
+            return
+        username = username.replace("=2C", ",").replace("=3D", "=")
+        user = self._account(username)
+        if authzid_part:
+            # RFC 6120 §6.3.8: an authorization identity other than the user's own is refused.
+            wanted = self._authzid_account(authzid_part[2:]) if authzid_part.startswith("a=") else None
+            self._sasl_failure("invalid-authzid" if wanted != user or user is None else "not-authorized",
+                               "you may act only as yourself")
+            return
+        store = self.service.store
+
+        def auth_fn(_name: str):
+            info = store.scram_auth_info(user, mechanism) if user else None
+            if info is None:  # unknown user: run the exchange with random keys so it fails like a bad password
+                salt, stored, server, iterations = ScramMechanism(mechanism).make_auth_info(secrets.token_hex(16))
+                return salt, stored, server, iterations
+            return info
+
+        server = ScramMechanism(mechanism).make_server(auth_fn)
+        try:
+            server.set_client_first(first)
+            challenge = server.get_server_first()
+        except ScramException as exc:
+            self._sasl_failure("malformed-request", str(exc))
+            return
+        self._scram = (server, user)
+        self.send(E("challenge", text=sasl.b64(challenge), ns=SASL))
+
+    def _sasl_response(self, unit: Element) -> None:
+        server, user = self._scram
+        try:
+            server.set_client_final(sasl.unb64(unit.text).decode("utf-8"))
+            final = server.get_server_final()
+        except (ScramException, ValueError, UnicodeDecodeError):
+            self._sasl_failure("not-authorized")
+            return
+        if user is None:
+            self._sasl_failure("not-authorized")
+            return
+        self._sasl_success(user, final.encode())
+
+    # -- resource binding (RFC 6120 §7) ------------------------------------------------------------------------------
+
+    def _pre_bind(self, unit: Element) -> None:
+        if kind(unit) == "iq" and unit.find(q(BIND, "bind")) is not None and unit.get("type") == "set":
+            self._bind(unit)
+        elif kind(unit) is not None and self.service.flawed("stanza-before-bind-routed"):
+            sender = JID.parse(f"{self.user}@{self.service.config.domain}")
+            self.service.handle_stanza(self, unit, sender=sender)
+        else:
+            self.close("not-authorized", "bind a resource first")
+
+    def _bind(self, unit: Element) -> None:
+        requested = unit.findtext(f"{q(BIND, 'bind')}/{q(BIND, 'resource')}")
+        domain = self.service.config.domain
+        try:
+            jid = JID.parse(f"{self.user}@{domain}/{requested or secrets.token_hex(4)}")
+        except JidError:
+            self.send(stanza_error(unit, "bad-request", "modify"))
+            return
+        self.jid = self.service.bind(self, jid)
+        self.log(f"bound {self.jid}")
+        self.send(iq_result(unit, E("bind", None, E("jid", text=str(self.jid), ns=BIND), ns=BIND)))

@@ -1,0 +1,23 @@
+"""Settings of one reference service instance."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+
+@dataclasses.dataclass
+class ServiceConfig:
+    data_dir: Path
+    domain: str = "iut.test"
+    host: str = "127.0.0.1"
+    port: int = 0
+    accounts: tuple[str, ...] = ("alice", "bob", "mallory")
+    flaws: frozenset[str] = frozenset()
+    max_auth_failures: int = 3  # RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries
+    preauth_idle_timeout: float = 30.0
+    idle_timeout: float = 600.0
+    max_unit_bytes: int = 256 * 1024
+    max_write_buffer: int = 4 * 1024 * 1024
+    max_offline_per_user: int = 1000
+    max_archive_per_user: int = 10_000

@@ -1,0 +1,106 @@
+"""Switchable flaws of the reference service: realistic mistakes a real server could make.
+
+They exist only to prove that every conformance case can fail. Each flaw names the cases it breaks; the kill
+matrix in `tests/` checks that switching it on turns exactly those cases to FAIL or WARN and changes no other
+verdict. The code of a flaw lives next to the behaviour it breaks, guarded by `service.flawed("<name>")`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Flaw:
+    name: str
+    summary: str
+    breaks: tuple[str, ...]
+
+
+_FLAWS = [
+    Flaw("presence-to-pending-subscribers",
+         "broadcasts presence to contacts whose subscription request is still pending",
+         ("IMPP-5.1-2", "IMPP-5.5-1", "IMPP-5.5-2")),
+    Flaw("presence-ignores-blocklist",
+         "applies XEP-0191 blocks to messages only: presence still flows to blocked contacts",
+         ("IMPP-5.1-2", "IMPP-5.5-2", "IMPP-5.5-3", "IMPP-5.5-4")),
+    Flaw("probe-answers-anyone",
+         "answers presence probes from any local user, subscribed or not",
+         ("IMPP-5.1-3", "IMPP-5.4-2")),
+    Flaw("last-activity-leaks",
+         "answers XEP-0012 last-activity queries from users not authorized to see presence",
+         ("IMPP-5.1-3",)),
+    Flaw("iq-to-full-jid-routed",
+         "routes IQs to a user's full JID from anyone, which reveals whether that resource is online",
+         ("IMPP-5.1-3",)),
+    Flaw("roster-readable-by-others",
+         "answers a roster get addressed to another user's bare JID with that user's roster",
+         ("IMPP-5.1-4",)),
+    Flaw("authzid-honoured",
+         "lets a PLAIN login act as whatever authorization identity the client asks for",
+         ("IMPP-5.1-5",)),
+    Flaw("anonymous-bind",
+         "binds a resource for a stream that never authenticated, under a made-up anonymous JID",
+         ("IMPP-5.2-1", "IMPP-5.4-1")),
+    Flaw("unauthenticated-stanzas-routed",
+         "routes stanzas received before authentication, trusting the 'from' they claim",
+         ("IMPP-5.2-1", "IMPP-5.5-1")),
+    Flaw("unlimited-auth-retries",
+         "allows failed SASL attempts without limit on one stream",
+         ("IMPP-5.2-1",)),
+    Flaw("trusts-client-from",
+         "keeps the 'from' address a client put on its stanzas instead of stamping the authenticated JID",
+         ("IMPP-5.2-2", "IMPP-5.5-2")),
+    Flaw("stanza-before-bind-routed",
+         "routes stanzas sent after SASL but before resource binding",
+         ("IMPP-5.4-1",)),
+    Flaw("revocation-keeps-subscription",
+         "routes an outbound 'unsubscribed' but leaves the contact's 'from' subscription in the roster",
+         ("IMPP-5.5-4", "IMPP-5.4-2")),
+    Flaw("unsolicited-subscribed-accepted",
+         "routes a 'subscribed' nobody asked for, and lets it grant a subscription to the recipient",
+         ("IMPP-5.4-3",)),
+    Flaw("roster-writable-by-others",
+         "applies a roster set addressed to another user's bare JID to that user's roster",
+         ("IMPP-5.5-2",)),
+    Flaw("roster-set-honours-subscription",
+         "takes the 'subscription' and 'approved' attributes of a client's roster set at face value",
+         ("IMPP-5.5-3",)),
+    Flaw("blocklist-not-persisted",
+         "keeps XEP-0191 blocklists in memory only, so a restart forgets them",
+         ("IMPP-5.5-3", "IMPP-5.10-3")),
+    Flaw("blocklist-writable-by-others",
+         "dispatches block/unblock commands to whichever account the 'to' names, before checking who asks",
+         ("IMPP-5.5-2", "IMPP-5.10-1")),
+    Flaw("blocked-offline-delivered",
+         "checks the blocklist only for live delivery: a blocked sender's message to an offline user is stored",
+         ("IMPP-5.10-2",)),
+    Flaw("blocked-messages-archived",
+         "archives incoming messages (XEP-0313) before applying the blocklist",
+         ("IMPP-5.10-2",)),
+    Flaw("blocklist-not-normalized",
+         "compares blocklist entries with sender JIDs as raw strings, without RFC 7622 normalisation",
+         ("IMPP-5.10-3",)),
+    Flaw("mam-readable-by-others",
+         "answers a XEP-0313 query addressed to another user's bare JID from that user's archive",
+         ("IMPP-5.11-1",)),
+    Flaw("carbons-across-accounts",
+         "sends XEP-0280 message carbons to every carbons-enabled session, not only the owner's",
+         ("IMPP-5.11-1",)),
+    Flaw("resource-conflict-across-accounts",
+         "treats a resource name as taken across accounts: binding it disconnects another user's session",
+         ("IMPP-5.11-2",)),
+]
+
+FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}
+
+
+class UnknownFlaw(ValueError):
+    pass
+
+
+def check(names: list[str] | tuple[str, ...]) -> frozenset[str]:
+    unknown = [n for n in names if n not in FLAWS]
+    if unknown:
+        raise UnknownFlaw(f"unknown flaw {', '.join(unknown)}; `impp-conformance flaws` lists them")
+    return frozenset(names)

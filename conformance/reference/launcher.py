@@ -1,0 +1,90 @@
+"""Start, stop and restart the reference service as a child process (so a restart really kills it), and read the
+profile it generates for itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conformance import profile as profiles
+
+
+class LaunchError(Exception):
+    pass
+
+
+class ReferenceProcess:
+    def __init__(self, data_dir: Path, flaws: tuple[str, ...] = (), port: int = 0):
+        self.data_dir = data_dir
+        self.flaws = tuple(flaws)
+        self.port = port
+        self.process: subprocess.Popen | None = None
+        self.profile_path: Path | None = None
+
+    def start(self, timeout: float = 30.0) -> profiles.Profile:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        command = [sys.executable, "-m", "conformance.reference", "--data", str(self.data_dir),
+                   "--port", str(self.port)]
+        for flaw in self.flaws:
+            command += ["--flaw", flaw]
+        stderr = open(self.data_dir / "stderr.log", "ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env,
+                                        start_new_session=True)
+        stderr.close()
+        line = self._read_line(timeout)
+        if not line.startswith("READY "):
+            self.stop(kill=True)
+            detail = (self.data_dir / "stderr.log").read_text(errors="replace").strip().splitlines()
+            raise LaunchError(f"the reference service did not start: {detail[-1] if detail else line or 'no output'}")
+        self.profile_path = Path(line.split(" ", 1)[1])
+        profile = profiles.load(self.profile_path)
+        self.port = profile.target.port
+        return dataclasses.replace(profile, embedded=True)
+
+    def _read_line(self, timeout: float) -> str:
+        assert self.process is not None and self.process.stdout is not None
+        selector = selectors.DefaultSelector()
+        selector.register(self.process.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        buffer = b""
+        try:
+            while b"\n" not in buffer:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not selector.select(remaining):
+                    return ""
+                chunk = os.read(self.process.stdout.fileno(), 4096)
+                if not chunk:
+                    break
+                buffer += chunk
+        finally:
+            selector.close()
+        return buffer.decode(errors="replace").strip()
+
+    def stop(self, kill: bool = False, timeout: float = 10.0) -> None:
+        process = self.process
+        if process is None or process.poll() is not None:
+            self.process = None
+            return
+        try:
+            process.send_signal(signal.SIGKILL if kill else signal.SIGTERM)
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
+        finally:
+            if process.stdout:
+                process.stdout.close()
+            self.process = None
+
+    def restart(self, kill: bool = False) -> profiles.Profile:
+        self.stop(kill=kill)
+        return self.start()
+

@@ -1,0 +1,73 @@
+"""The role API the conformance suite is written in (ARCHITECTURE rule 1: the suite speaks roles, not bytes).
+
+A test gets parties from fixtures: `alice` (presentity and inbox), `bob` (authorized watcher and sender),
+`mallory` (an authenticated stranger acting maliciously) and `unauthenticated` (a factory of streams that never
+prove an identity). Each adapter implements these classes for its protocol family; a step the adapter cannot
+express raises `Unsupported`, so the verdict says so instead of passing.
+
+Verbs that *observe* (`receives`, `does_not_receive`, `...is_refused`) raise `Violation` when the IUT misbehaves.
+Verbs that *arrange* state (`approves`, `blocks`) raise `SetupFailed` when the IUT does not go along, which makes
+the verdict ERROR: the harness could not get where the case needs to be.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+
+@dataclasses.dataclass
+class Update:
+    """Something a party published or sent, carrying a canary, and where every party's view stood at that moment."""
+
+    kind: str  # "presence" or "message"
+    sender: Any  # the Party (or unauthenticated stream) that produced it
+    canary: str
+    marks: dict[str, int] = dataclasses.field(default_factory=dict)  # party name -> index of its received units
+    fence: Any = None  # coroutine function: returns once the IUT has processed what the sender did so far
+    reveal_availability: bool = True  # for presence: does seeing the sender online at all count as disclosure?
+
+
+@dataclasses.dataclass
+class Outcome:
+    """The IUT's answer to a request: granted (with data) or refused (with the error condition)."""
+
+    refused: bool
+    condition: str | None = None  # stanza/stream error condition when refused
+    data: list[Any] = dataclasses.field(default_factory=list)  # items returned when granted
+    detail: str = ""  # what was seen, for the verdict message
+
+    def contains(self, update: Update) -> bool:
+        """Did the IUT hand over `update` (its canary) in this answer?"""
+        return any(update.canary in str(item) for item in self.data) or update.canary in self.detail
+
+    def __str__(self) -> str:
+        if self.refused:
+            return f"refused ({self.condition or 'no condition'})"
+        return f"granted ({len(self.data)} item(s)){': ' + self.detail if self.detail else ''}"
+
+
+@dataclasses.dataclass
+class Reaction:
+    """How the IUT reacted to a step that must be refused: stream error, stanza error, silence."""
+
+    stream_error: str | None = None
+    stanza_error: str | None = None
+    closed: bool = False  # connection or stream closed
+    answered: bool = False  # a non-error answer came back (the step was processed)
+    detail: str = ""
+
+    @property
+    def refused(self) -> bool:
+        return (self.stream_error is not None or self.stanza_error is not None or self.closed) and not self.answered
+
+    def __str__(self) -> str:
+        if self.answered:
+            return f"processed ({self.detail})"
+        if self.stream_error:
+            return f"stream error <{self.stream_error}/>"
+        if self.stanza_error:
+            return f"stanza error <{self.stanza_error}/>"
+        if self.closed:
+            return "connection closed"
+        return "no answer"
