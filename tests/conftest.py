@@ -1,0 +1,28 @@
+"""Fixtures of the project's own tests. Everything here runs on loopback only."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.reference.flaws import FLAWS
+
+from suite_runs import run_all
+
+_MATRIX: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def reference_runs(tmp_path_factory) -> dict:
+    """The suite against the clean reference service (key None) and against each flaw (key: flaw name)."""
+    return run_all(tmp_path_factory.mktemp("runs"), [None, *FLAWS])
+
+
+def remember_matrix(lines: list[str]) -> None:
+    _MATRIX[:] = lines
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if _MATRIX:
+        terminalreporter.section("kill matrix (flaw x case: F fail, W warn, . unchanged)")
+        for line in _MATRIX:
+            terminalreporter.write_line(line)
