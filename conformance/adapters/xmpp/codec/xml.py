@@ -201,11 +201,14 @@ def split(tag: str) -> tuple[str | None, str]:
 
 
 def escape_text(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # CR is escaped because XML parsers turn a literal CR (or CRLF) into LF.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("\r", "&#13;")
 
 
 def escape_attr(text: str) -> str:
-    return escape_text(text).replace("'", "&apos;").replace('"', "&quot;")
+    # Whitespace other than the space is escaped because attribute-value normalisation turns it into spaces.
+    return (escape_text(text).replace("'", "&apos;").replace('"', "&quot;")
+            .replace("\n", "&#10;").replace("\t", "&#9;"))
 
 
 def _attr_name(name: str) -> tuple[str, str | None]:
