@@ -1,0 +1,81 @@
+"""Profiles: a bad one is a one-line error naming the file and the field, never a traceback or a silent default."""
+
+from __future__ import annotations
+
+import pytest
+
+from conformance.profile import ProfileError, load
+
+GOOD = """
+[target]
+name = "example"
+domain = "example.test"
+host = "127.0.0.1"
+port = 5222
+
+[accounts.alice]
+password = "a"
+[accounts.bob]
+password = "b"
+[accounts.mallory]
+username = "eve"
+password_env = "IMPP_TEST_MALLORY_PW"
+
+[timeouts]
+positive = 2
+"""
+
+
+def write(tmp_path, text):
+    path = tmp_path / "target.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_good_profile_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    profile = load(write(tmp_path, GOOD))
+    assert profile.target.domain == "example.test" and profile.target.port == 5222
+    assert profile.account("mallory").username == "eve" and profile.account("mallory").password == "secret"
+    assert profile.timeouts.positive == 2.0 and profile.timeouts.close == 10.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace('host = "127.0.0.1"', 'hots = "127.0.0.1"'), "unknown key 'target.hots'"),
+    (lambda t: t.replace("port = 5222", 'port = "5222"'), "'target.port' must be an integer"),
+    (lambda t: t.replace("port = 5222", "port = 70000"), "'target.port' must be between 1 and 65535"),
+    (lambda t: t.replace('[accounts.bob]\npassword = "b"\n', ""), "missing account(s) [accounts.bob]"),
+    (lambda t: t.replace('name = "example"\n', ""), "missing key 'target.name'"),
+    (lambda t: t.replace("positive = 2", "positive = -1"), "'timeouts.positive' must be between"),
+    (lambda t: t + "\n[extras]\nx = 1\n", "unknown section [extras]"),
+    (lambda t: t.replace('domain = "example.test"', 'domain = "example.test"\nca_file = "nope.pem"'),
+     "'target.ca_file'"),
+    (lambda t: t.replace('[target]', '[target'), "not valid TOML"),
+    (lambda t: t.replace('password = "a"', 'password = "a"\npassword_env = "X"'), "has both password and password_env"),
+])
+def test_a_bad_profile_names_file_and_field(tmp_path, monkeypatch, change, message):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    path = write(tmp_path, change(GOOD))
+    with pytest.raises(ProfileError) as error:
+        load(path)
+    text = str(error.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_an_unset_password_variable_is_named(tmp_path, monkeypatch):
+    monkeypatch.delenv("IMPP_TEST_MALLORY_PW", raising=False)
+    with pytest.raises(ProfileError, match="IMPP_TEST_MALLORY_PW"):
+        load(write(tmp_path, GOOD))
+
+
+def test_a_missing_file_is_a_profile_error(tmp_path):
+    with pytest.raises(ProfileError, match="no such profile file"):
+        load(tmp_path / "absent.toml")
+
+
+def test_the_example_profile_in_the_repository_is_valid(monkeypatch):
+    from pathlib import Path
+    for variable in ("IMPP_ALICE_PASSWORD", "IMPP_BOB_PASSWORD", "IMPP_MALLORY_PASSWORD"):
+        monkeypatch.setenv(variable, "x")
+    profile = load(Path(__file__).resolve().parent.parent / "profiles" / "example.toml")
+    assert profile.target.name
