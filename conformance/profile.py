@@ -41,7 +41,6 @@ class Account:
 @dataclasses.dataclass(frozen=True)
 class Timeouts:
     positive: float = 5.0  # T_POS: an expected delivery must arrive within this
-    negative: float = 2.0  # bounded wait for an absence where no ordering fence exists
     close: float = 10.0  # T_CLOSE: the IUT closes a violating stream within this
     handshake: float = 10.0  # T_HS: TCP connect plus TLS handshake
     step: float = 10.0  # any single request/answer exchange
