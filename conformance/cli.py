@@ -1,4 +1,4 @@
-"""`impp-conformance`: run the suite, list its cases, serve the reference service, list its flaws."""
+"""`impp-conformance`: run the suite, list its cases, serve the reference service, list its flaws, compare runs."""
 
 from __future__ import annotations
 
@@ -143,6 +143,17 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     return int(pytest.main(pytest_args + extra))
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from conformance.report.matrix import MatrixError, write
+    try:
+        page = write([Path(d) for d in args.runs], Path(args.out))
+    except MatrixError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"matrix: {page}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="impp-conformance", epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -172,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     flaws = sub.add_parser("flaws", help="list the reference service's flaws and the cases each breaks")
     flaws.add_argument("--json", action="store_true")
+
+    report = sub.add_parser("report", help="one HTML page (and JSON) comparing several runs: cases x targets")
+    report.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (reports/<run-id>)")
+    report.add_argument("--out", default="reports/matrix", help="output directory (default: reports/matrix)")
     return parser
 
 
@@ -182,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command == "run":
         return cmd_run(args, extra)
-    return {"list": cmd_list, "flaws": cmd_flaws, "serve": cmd_serve}[args.command](args)
+    return {"list": cmd_list, "flaws": cmd_flaws, "serve": cmd_serve, "report": cmd_report}[args.command](args)
 
 
 if __name__ == "__main__":

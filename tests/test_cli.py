@@ -167,3 +167,23 @@ def test_the_pytest_entry_point_runs_the_suite_too(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-3000:]
     assert results(tmp_path / "reports")["cases"]["IMPP-5.1-4"]["verdict"] == "pass"
+
+
+def test_runs_of_several_targets_become_one_matrix(tmp_path):
+    out = tmp_path / "reports"
+    for flaw in (None, "roster-readable-by-others"):
+        run_cli("run", "--case", "IMPP-5.1-4", "--case", "IMPP-5.2-2", "--out", str(out),
+                "--run-id", flaw or "clean", *(["--flaw", flaw] if flaw else []), cwd=tmp_path)
+    done = run_cli("report", str(out / "clean"), str(out / "roster-readable-by-others"), "--out",
+                   str(out / "matrix"), cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    data = json.loads((out / "matrix" / "matrix.json").read_text())
+    assert [t["name"] for t in data["targets"]] == ["reference", "reference+roster-readable-by-others"]
+    assert data["cases"]["IMPP-5.1-4"]["reference"]["verdict"] == "pass"
+    assert data["cases"]["IMPP-5.1-4"]["reference+roster-readable-by-others"]["verdict"] == "fail"
+    assert data["cases"]["IMPP-5.2-2"]["reference+roster-readable-by-others"]["verdict"] == "pass"
+    page = (out / "matrix" / "index.html").read_text()
+    link = data["cases"]["IMPP-5.1-4"]["reference"]["tests"][0]["transcript"]
+    assert link in page and (out / "matrix" / link).resolve().exists()
+    bad = run_cli("report", str(tmp_path), "--out", str(out / "m2"), cwd=tmp_path)
+    assert bad.returncode == 2 and "no results.json" in bad.stderr and "Traceback" not in bad.stderr
