@@ -116,6 +116,14 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         except ProfileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    if args.baseline:
+        from conformance.baseline import BaselineError
+        from conformance.baseline import load as load_baseline
+        try:
+            load_baseline(args.baseline)
+        except BaselineError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
     try:
         check(args.flaw)
     except UnknownFlaw as exc:
@@ -140,6 +148,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         pytest_args.append("--impp-strict")
     if args.run_id:
         pytest_args += ["--run-id", args.run_id]
+    if args.baseline:
+        pytest_args += ["--baseline", args.baseline]
     return int(pytest.main(pytest_args + extra))
 
 
@@ -172,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="switch on a flaw of the embedded reference service (repeatable)")
     run.add_argument("--out", default="reports", help="report directory (default: reports)")
     run.add_argument("--run-id", help="name of the run's report directory (default: time and target)")
+    run.add_argument("--baseline", metavar="FILE",
+                     help="known deviations of the target (default: the profile's target.baseline)")
 
     listing = sub.add_parser("list", help="list the catalogue's cases and which are implemented")
     listing.add_argument("--json", action="store_true")

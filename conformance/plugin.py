@@ -16,6 +16,9 @@ import pytest
 
 from conformance import __version__, catalogue
 from conformance.adapters import adapter_class
+from conformance.baseline import Baseline, BaselineError
+from conformance.baseline import apply as apply_baseline
+from conformance.baseline import load as load_baseline
 from conformance.evidence import slug, write_case_evidence
 from conformance.marks import MARKER, case_of
 from conformance.profile import Profile, ProfileError
@@ -47,6 +50,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--run-id", default=None, dest="impp_run_id", help="name of this run's report directory")
     group.addoption("--case", action="append", default=[], dest="impp_cases",
                     help="run only this catalogue case (repeatable), e.g. --case IMPP-5.1-2")
+    group.addoption("--baseline", default=None, dest="impp_baseline",
+                    help="known deviations of the target (TOML); default: the profile's target.baseline")
 
 
 def _runs_suite(config: pytest.Config) -> bool:
@@ -107,6 +112,14 @@ class Harness:
                 self._write_error_report(config, f"error: {exc}")
                 pytest.exit(f"error: {exc}", returncode=EXIT_USAGE)
             target_name = self.profile.target.name
+        baseline_path = config.getoption("impp_baseline") or (self.profile.target.baseline if self.profile else None)
+        self.baseline: Baseline | None = None
+        if baseline_path:
+            try:
+                self.baseline = load_baseline(baseline_path)
+            except BaselineError as exc:
+                self._write_error_report(config, f"error: {exc}")
+                pytest.exit(f"error: {exc}", returncode=EXIT_USAGE)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = config.getoption("impp_run_id") or f"{stamp}-{_safe(target_name)}"
         out = Path(config.getoption("impp_out"))
@@ -114,7 +127,8 @@ class Harness:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.run = RunResult(tool="impp-conformance", version=__version__, run_id=run_id,
                              target={"name": target_name, "profile": str(profile_path) if profile_path else None,
-                                     "embedded": not profile_path, "flaws": list(self.flaws)},
+                                     "embedded": not profile_path, "flaws": list(self.flaws),
+                                     "baseline": str(self.baseline.path) if self.baseline else None},
                              started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                              strict=self.strict)
         self.reference: ReferenceProcess | None = None
@@ -246,6 +260,12 @@ class Harness:
             self._record(item, state)
 
     def _settle(self, state: ItemState, exc: BaseException | None, item: pytest.Item) -> None:
+        self._judge(state, exc, item)
+        deviation = self.baseline.find(state.case_id, item.nodeid) if self.baseline else None
+        if deviation is not None:
+            state.verdict, state.message = apply_baseline(deviation, state.verdict, state.message)
+
+    def _judge(self, state: ItemState, exc: BaseException | None, item: pytest.Item) -> None:
         if isinstance(exc, pytest.skip.Exception):
             exc = Unsupported(str(exc.msg))
         state.verdict = verdict_for(exc, state.level, self.strict)
@@ -276,6 +296,9 @@ class Harness:
         elif verdict in (Verdict.UNSUPPORTED, Verdict.NA):
             report.outcome = "skipped"
             report.longrepr = (str(item.path), item.location[1] or 0, message)
+        elif verdict is Verdict.XFAIL:
+            report.outcome = "skipped"
+            report.wasxfail = message
         else:
             report.outcome = "passed"
             report.longrepr = None
@@ -336,6 +359,8 @@ class Harness:
 
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
         self.stop_target()
+        if self.baseline is not None:
+            self.run.target["baseline_unused"] = [f"{d.case} {d.test}" for d in self.baseline.unused()]
         self.run.duration = time.monotonic() - self.started
         if self.run.tests:
             code = exit_code([t.verdict for t in self.run.tests], self.strict)
@@ -350,6 +375,8 @@ class Harness:
         terminalreporter.section(f"IMPP conformance: {self.run.target['name']}")
         if self.run.error:
             write(self.run.error)
+        for entry in self.run.target.get("baseline_unused") or []:
+            write(f"note: baseline entry {entry} matched no test in this run")
         for line in console.table(self.run):
             write(line)
         write("")

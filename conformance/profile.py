@@ -29,6 +29,7 @@ class Target:
     port: int | None = None
     ca_file: Path | None = None
     tls: str = "starttls"
+    baseline: Path | None = None  # the target's known deviations (see conformance/baseline.py)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ class Profile:
 
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "target": {"name": (str,), "domain": (str,), "protocol": (str,), "host": (str,), "port": (int,),
-               "ca_file": (str,), "tls": (str,)},
+               "ca_file": (str,), "tls": (str,), "baseline": (str,)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
     "control": {"restart": (str,), "kill_restart": (str,)},
 }
@@ -129,8 +130,13 @@ def parse(data: dict, path: Path, *, embedded: bool = False) -> Profile:
         ca_file = (path.parent / target_raw["ca_file"]).resolve()
         if not ca_file.is_file():
             raise ProfileError(f"{path}: 'target.ca_file' {ca_file} does not exist")
+    baseline = None
+    if "baseline" in target_raw:
+        baseline = (path.parent / target_raw["baseline"]).resolve()
+        if not baseline.is_file():
+            raise ProfileError(f"{path}: 'target.baseline' {baseline} does not exist")
     target = Target(name=target_raw["name"], domain=target_raw["domain"].lower().rstrip("."), protocol=protocol,
-                    host=target_raw.get("host"), port=port, ca_file=ca_file, tls=tls)
+                    host=target_raw.get("host"), port=port, ca_file=ca_file, tls=tls, baseline=baseline)
 
     accounts_raw = data.get("accounts", {})
     if not isinstance(accounts_raw, dict):
