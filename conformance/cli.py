@@ -134,8 +134,11 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"error: --case {', '.join(unknown)}: not a case of the catalogue (see `impp-conformance list`)",
               file=sys.stderr)
         return EXIT_USAGE
+    # This process imported the conformance package before pytest could mark its plugin for assertion rewriting;
+    # the plugin does not rely on rewritten asserts, so pytest's warning about it is noise.
     pytest_args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--out", args.out,
-                   "-o", "console_output_style=classic", "-q", "--no-header"]
+                   "-o", "console_output_style=classic", "-q", "--no-header",
+                   "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if args.profile:
         pytest_args += ["--profile", args.profile]
     for flaw in args.flaw:
