@@ -7,10 +7,9 @@ the one that was reviewed). If the test passes, it is XPASS and the run fails: t
 from __future__ import annotations
 
 import dataclasses
-import tomllib
 from pathlib import Path
 
-from conformance import catalogue
+from conformance import catalogue, tomlfile
 from conformance.verdicts import Verdict
 
 PINNABLE = {Verdict.FAIL, Verdict.WARN, Verdict.INFO, Verdict.ERROR, Verdict.UNSUPPORTED}
@@ -54,12 +53,7 @@ class Baseline:
 
 def load(path: str | Path) -> Baseline:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BaselineError(f"{path}: no such baseline file") from None
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise BaselineError(f"{path}: unreadable ({exc})") from None
+    data = tomlfile.read(path, "baseline", BaselineError)
     unknown = set(data) - {"deviation"}
     if unknown:
         raise BaselineError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}; entries are [[deviation]] tables")

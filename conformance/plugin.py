@@ -109,8 +109,7 @@ class Harness:
             try:
                 self.profile = load_profile(profile_path)
             except ProfileError as exc:
-                self._write_error_report(config, f"error: {exc}")
-                pytest.exit(f"error: {exc}", returncode=EXIT_USAGE)
+                self._refuse(config, exc)
             target_name = self.profile.target.name
         baseline_path = config.getoption("impp_baseline") or (self.profile.target.baseline if self.profile else None)
         self.baseline: Baseline | None = None
@@ -118,8 +117,7 @@ class Harness:
             try:
                 self.baseline = load_baseline(baseline_path)
             except BaselineError as exc:
-                self._write_error_report(config, f"error: {exc}")
-                pytest.exit(f"error: {exc}", returncode=EXIT_USAGE)
+                self._refuse(config, exc)
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = config.getoption("impp_run_id") or f"{stamp}-{_safe(target_name)}"
         out = Path(config.getoption("impp_out"))
@@ -143,8 +141,8 @@ class Harness:
         self._point_latest(out, run_id)
 
     @staticmethod
-    def _write_error_report(config: pytest.Config, message: str) -> None:
-        """Nothing could be tested, but the run still leaves a results.json saying why."""
+    def _refuse(config: pytest.Config, problem: Exception) -> None:
+        """Nothing can be tested: leave a results.json saying why, and stop with exit code 2."""
         stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_id = config.getoption("impp_run_id") or f"{stamp}-profile-error"
         run_dir = Path(config.getoption("impp_out")) / run_id
@@ -153,7 +151,8 @@ class Harness:
                   target={"profile": config.getoption("profile")},
                   started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                   strict=bool(config.getoption("impp_strict")), exit_code=EXIT_USAGE,
-                  error=message).write(run_dir / "results.json")
+                  error=f"error: {problem}").write(run_dir / "results.json")
+        pytest.exit(f"error: {problem}", returncode=EXIT_USAGE)
 
     @staticmethod
     def _point_latest(out: Path, run_id: str) -> None:

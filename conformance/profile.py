@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from pathlib import Path
 from typing import Any
+
+from conformance import tomlfile
 
 REQUIRED_ACCOUNTS = ("alice", "bob", "mallory")
 PROTOCOLS = ("xmpp",)
@@ -93,16 +94,7 @@ def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[t
 
 def load(path: str | Path) -> Profile:
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ProfileError(f"{path}: no such profile file") from None
-    except OSError as exc:
-        raise ProfileError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except UnicodeDecodeError:
-        raise ProfileError(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"{path}: not valid TOML ({exc})") from None
+    data = tomlfile.read(path, "profile", ProfileError)
     return parse(data, path)
 
 
