@@ -22,6 +22,7 @@ from .codec.stanza import (BIND, CLIENT, PING, ROSTER, SASL, STREAM_CLOSE, TLS, 
 from .codec.xml import E, Element, Limits, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
 
 MAX_KEPT_UNITS = 20_000
+CLOSE_WAIT = 1.0  # seconds to wait for the IUT's closing tag after ours
 
 
 class ProtocolViolation(Exception):
@@ -352,16 +353,27 @@ class XmppClient:
         return self.ended or self._pump.done()
 
     async def close(self) -> None:
+        """Close the stream gracefully: send </stream:stream>, wait a moment for the IUT's own closing tag
+        (RFC 6120 §4.4), then end TLS and TCP. Ending the connection before the IUT has read our closing tag can
+        make its TCP stack discard it (a reset), and the IUT would see a lost connection instead of a closed
+        stream."""
         if self._pump is not None:
             self._pump.cancel()
-        if not self.conn.closed:
-            try:
-                await asyncio.wait_for(self.conn.send(STREAM_CLOSE), 1.0)
-            except (ConnectionClosed, asyncio.TimeoutError, OSError):
-                pass
-        await self.conn.close()
-        if self._pump is not None:
             try:
                 await self._pump
             except (asyncio.CancelledError, Exception):
                 pass
+        if not self.conn.closed and not self.ended:
+            try:
+                await asyncio.wait_for(self.conn.send(STREAM_CLOSE), 1.0)
+                await asyncio.wait_for(self._read_until_closed(), CLOSE_WAIT)
+            except (ConnectionClosed, asyncio.TimeoutError, OSError):
+                pass
+        await self.conn.close()
+
+    async def _read_until_closed(self) -> None:
+        try:
+            while True:
+                self._keep(await self._next_unit(None))
+        except ConnectionClosed:
+            pass
