@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from conformance import __version__, catalogue
-from conformance.verdicts import EXIT_CODES, EXIT_USAGE
+from conformance.verdicts import EXIT_CODES, EXIT_UNREACHABLE, EXIT_USAGE
 
 EPILOG = "exit codes:\n" + "\n".join(f"  {code}  {meaning}" for code, meaning in EXIT_CODES.items())
 
@@ -101,21 +101,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
-    import pytest
-
     from conformance.profile import ProfileError, load
     from conformance.reference.flaws import UnknownFlaw, check
 
+    profile = None
     if args.profile:
         if args.flaw:
             print("error: --flaw applies to the embedded reference service only; drop --profile or --flaw",
                   file=sys.stderr)
             return EXIT_USAGE
         try:
-            load(args.profile)
+            profile = load(args.profile)
         except ProfileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    elif args.start:
+        print("error: --start needs --profile (the profile names the start and stop commands)", file=sys.stderr)
+        return EXIT_USAGE
     if args.baseline:
         from conformance.baseline import BaselineError
         from conformance.baseline import load as load_baseline
@@ -134,13 +136,28 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         print(f"error: --case {', '.join(unknown)}: not a case of the catalogue (see `impp-conformance list`)",
               file=sys.stderr)
         return EXIT_USAGE
+    if args.start:
+        from conformance.launch import StartError, started
+        try:
+            with started(profile) as generated:
+                baseline = args.baseline or (str(profile.target.baseline) if profile.target.baseline else None)
+                return _run_pytest(args, extra, str(generated), baseline)
+        except StartError as exc:
+            print(f"error: cannot start the target: {exc}", file=sys.stderr)
+            return EXIT_UNREACHABLE
+    return _run_pytest(args, extra, args.profile, args.baseline)
+
+
+def _run_pytest(args: argparse.Namespace, extra: list[str], profile: str | None, baseline: str | None) -> int:
+    import pytest
+
     # This process imported the conformance package before pytest could mark its plugin for assertion rewriting;
     # the plugin does not rely on rewritten asserts, so pytest's warning about it is noise.
     pytest_args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--out", args.out,
                    "-o", "console_output_style=classic", "-q", "--no-header",
                    "-W", "ignore::pytest.PytestAssertRewriteWarning"]
-    if args.profile:
-        pytest_args += ["--profile", args.profile]
+    if profile:
+        pytest_args += ["--profile", profile]
     for flaw in args.flaw:
         pytest_args += ["--flaw", flaw]
     for case_id in args.case:
@@ -151,8 +168,8 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         pytest_args.append("--impp-strict")
     if args.run_id:
         pytest_args += ["--run-id", args.run_id]
-    if args.baseline:
-        pytest_args += ["--baseline", args.baseline]
+    if baseline:
+        pytest_args += ["--baseline", baseline]
     return int(pytest.main(pytest_args + extra))
 
 
@@ -185,6 +202,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="switch on a flaw of the embedded reference service (repeatable)")
     run.add_argument("--out", default="reports", help="report directory (default: reports)")
     run.add_argument("--run-id", help="name of the run's report directory (default: time and target)")
+    run.add_argument("--start", action="store_true",
+                     help="start the target with the profile's control.start command first, stop it afterwards")
     run.add_argument("--baseline", metavar="FILE",
                      help="known deviations of the target (default: the profile's target.baseline)")
 

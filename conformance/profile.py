@@ -53,6 +53,8 @@ class Timeouts:
 class Control:
     restart: str | None = None  # shell command restarting the IUT gracefully
     kill_restart: str | None = None  # shell command killing (SIGKILL) and restarting the IUT
+    start: str | None = None  # shell command (run in the profile's directory) starting the IUT; prints a profile path
+    stop: str | None = None  # shell command stopping what `start` started
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +74,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "target": {"name": (str,), "domain": (str,), "protocol": (str,), "host": (str,), "port": (int,),
                "ca_file": (str,), "tls": (str,), "baseline": (str,)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
-    "control": {"restart": (str,), "kill_restart": (str,)},
+    "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}

@@ -187,3 +187,34 @@ def test_runs_of_several_targets_become_one_matrix(tmp_path):
     assert link in page and (out / "matrix" / link).resolve().exists()
     bad = run_cli("report", str(tmp_path), "--out", str(out / "m2"), cwd=tmp_path)
     assert bad.returncode == 2 and "no results.json" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_start_runs_the_profiles_start_and_stop_commands_around_the_run(tmp_path):
+    """A stand-in fixture: its start runs the reference service and prints the profile path; stop ends it."""
+    start = tmp_path / "start"
+    start.write_text(f"""#!/bin/sh
+"{sys.executable}" -m conformance.reference --data "{tmp_path}/ref" > "{tmp_path}/ready" 2>/dev/null &
+echo $! > "{tmp_path}/pid"
+for i in $(seq 1 200); do grep -q READY "{tmp_path}/ready" 2>/dev/null && break; sleep 0.05; done
+echo ref/profile.toml
+""")
+    stop = tmp_path / "stop"
+    stop.write_text(f'#!/bin/sh\nkill $(cat "{tmp_path}/pid") && echo stopped > "{tmp_path}/stopped"\n')
+    for script in (start, stop):
+        script.chmod(0o755)
+    profile = profile_for(tmp_path, 1, name="launcher")
+    profile.write_text(profile.read_text() + '\n[control]\nstart = "./start"\nstop = "./stop"\n')
+    out = tmp_path / "reports"
+    done = run_cli("run", "--profile", str(profile), "--start", "--case", "IMPP-5.1-4", "--out", str(out),
+                   cwd=tmp_path)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert results(out)["cases"]["IMPP-5.1-4"]["verdict"] == "pass"
+    assert (tmp_path / "stopped").exists()
+
+
+def test_start_without_start_commands_is_a_usage_error(tmp_path):
+    done = run_cli("run", "--start", "--out", str(tmp_path), cwd=tmp_path)
+    assert done.returncode == 2 and "--start needs --profile" in done.stderr
+    done = run_cli("run", "--start", "--profile", str(profile_for(tmp_path, 1)), "--out", str(tmp_path),
+                   cwd=tmp_path)
+    assert done.returncode == 3 and "control.start" in done.stderr and "Traceback" not in done.stderr
