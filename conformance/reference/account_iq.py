@@ -1,5 +1,5 @@
 """IQs the service answers on an account's behalf: roster (RFC 6121 §2), blocking (XEP-0191), last activity
-(XEP-0012), message archive (XEP-0313 subset), carbons (XEP-0280), disco, ping.
+(XEP-0012), message archive (XEP-0313 subset), carbons (XEP-0280), PEP (XEP-0163, in `pep.py`), disco, ping.
 
 Every handler decides first *who asks*: the owner manages their own data; anyone else gets an error, except
 where the protocol grants access (last activity to authorized watchers).
@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from conformance.adapters.xmpp.codec.jid import JID, JidError
 from conformance.adapters.xmpp.codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, DELAY, DISCO_INFO, FORWARD, LAST,
-                                                    MAM, PING, ROSTER, RSM, SESSION, iq, iq_result, q, stanza_error)
+                                                    MAM, PING, PUBSUB, PUBSUB_OWNER, ROSTER, RSM, SESSION, iq,
+                                                    iq_result, q, stanza_error)
 from conformance.adapters.xmpp.codec.xml import E, Element, split
 
 if TYPE_CHECKING:
@@ -43,7 +44,8 @@ class AccountIq:
             return
         handler = {ROSTER: self.roster, BLOCKING: self.blocking, LAST: self.last, MAM: self.mam,
                    DISCO_INFO: self.disco_account, PING: self.ping, CARBONS: self.carbons,
-                   SESSION: self.session_establishment}.get(ns)
+                   SESSION: self.session_establishment, PUBSUB: self.service.pep.handle,
+                   PUBSUB_OWNER: self.service.pep.handle_owner}.get(ns)
         if handler is None:
             self.reply(requester, stanza_error(request, "service-unavailable"))
             return
@@ -217,8 +219,10 @@ class AccountIq:
 
     def disco_account(self, session, requester: JID, owner: str, is_owner: bool, request: Element,
                       child: Element) -> None:
+        pep = self.service.pep
         answer = E("query", None, E("identity", {"category": "account", "type": "registered"}, ns=DISCO_INFO),
-                   E("feature", {"var": MAM}, ns=DISCO_INFO), ns=DISCO_INFO)
+                   pep.disco_identity(),
+                   *(E("feature", {"var": f}, ns=DISCO_INFO) for f in [MAM, *pep.disco_features()]), ns=DISCO_INFO)
         self.reply(requester, iq_result(request, answer))
 
     def ping(self, session, requester: JID, owner: str, is_owner: bool, request: Element, child: Element) -> None:

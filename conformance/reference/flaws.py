@@ -50,7 +50,7 @@ _FLAWS = [
          ("IMPP-5.2-1",)),
     Flaw("trusts-client-from",
          "keeps the 'from' address a client put on its stanzas instead of stamping the authenticated JID",
-         ("IMPP-5.2-2", "IMPP-5.5-2")),
+         ("IMPP-5.2-2", "IMPP-5.5-2", "IMPP-5.6-2")),
     Flaw("stanza-before-bind-routed",
          "routes stanzas sent after SASL but before resource binding",
          ("IMPP-5.4-1",)),
@@ -90,6 +90,31 @@ _FLAWS = [
     Flaw("resource-conflict-across-accounts",
          "treats a resource name as taken across accounts: binding it disconnects another user's session",
          ("IMPP-5.11-2",)),
+    # -- PEP (XEP-0163 on XEP-0060), reference/pep.py
+    Flaw("pep-ignores-roster-groups",
+         "checks a PEP node with the 'roster' access model like one with 'presence': any subscribed contact may "
+         "retrieve its items, whatever their roster group",
+         ("IMPP-5.5-5",)),
+    Flaw("pep-vague-access-errors",
+         "refuses a PEP item retrieval with a bare <forbidden/>, without the <not-authorized/> and pubsub condition "
+         "that say why (XEP-0060 §6.5.9)",
+         ("IMPP-5.5-5",)),
+    Flaw("pep-owner-operations-unchecked",
+         "answers pubsub#owner requests (configuration, affiliations) and node creation addressed to another "
+         "user's PEP service as if its owner had asked",
+         ("IMPP-5.6-1",)),
+    Flaw("pep-publish-by-anyone",
+         "checks publish rights only when a publish creates a node: anyone may publish to, and overwrite items of, "
+         "another user's existing PEP node",
+         ("IMPP-5.6-2", "IMPP-5.6-3")),
+    Flaw("pep-retract-by-anyone",
+         "checks the publisher's rights on publish but not on retract: anyone may retract items of another user's "
+         "PEP node",
+         ("IMPP-5.6-3",)),
+    Flaw("pep-config-not-persisted",
+         "applies PEP node configuration changes in memory only: a restart brings back the configuration the node "
+         "was created with",
+         ("IMPP-5.6-3",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

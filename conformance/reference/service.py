@@ -1,7 +1,8 @@
 """The embedded reference service: a small, correct XMPP service (RFC 6120/6121) on loopback.
 
 It exists so the suite runs out of the box and so that each conformance case can be shown to fail, by switching
-on one of its flaws (`flaws.py`). Routing lives here; presence, account IQs and blocking have their own modules.
+on one of its flaws (`flaws.py`). Routing lives here; presence, account IQs, blocking and PEP have their own
+modules.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .account_iq import AccountIq
 from .blocking import Blocking
 from .c2s import Session
 from .config import ServiceConfig
+from .pep import Pep
 from .presence import Presence
 from .store import Store
 
@@ -51,6 +53,7 @@ class Service:
         self.presence = Presence(self)
         self.blocking = Blocking(self)
         self.account_iq = AccountIq(self)
+        self.pep = Pep(self)
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)

@@ -1,5 +1,5 @@
 """Durable state of the reference service: accounts, rosters, pending requests, blocklists, offline messages,
-archives. One JSON file in the data directory, replaced atomically on every change so that a SIGKILL at any
+archives, PEP nodes. One JSON file in the data directory, replaced atomically on every change so that a SIGKILL at any
 moment leaves either the old or the new state, never a torn one (permissions are stored tamper-proof, §5.5/§5.10).
 """
 
@@ -48,6 +48,8 @@ class Store:
         self.offline: dict[str, list[str]] = {}
         self.archives: dict[str, list[dict]] = {}
         self.last_seen: dict[str, float] = {}
+        # owner -> node -> {"config": {var: [values]}, "affiliations": {bare JID: affiliation}, "items": [...]}
+        self.pep: dict[str, dict[str, dict]] = {}
         if path.exists():
             self._load(json.loads(path.read_text(encoding="utf-8")))
 
@@ -59,6 +61,7 @@ class Store:
         self.offline = data.get("offline", {})
         self.archives = data.get("archives", {})
         self.last_seen = data.get("last_seen", {})
+        self.pep = data.get("pep", {})
 
     def save(self) -> None:
         data = {
@@ -69,6 +72,7 @@ class Store:
             "offline": self.offline,
             "archives": self.archives,
             "last_seen": self.last_seen,
+            "pep": self.pep,
         }
         tmp = self.path.with_suffix(".tmp")
         tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")

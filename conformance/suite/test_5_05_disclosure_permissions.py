@@ -127,3 +127,36 @@ def test_revocation_takes_effect_at_once(alice, bob, mallory, revocation):
     with positive_control():
         bob.receives(after)
     mallory.does_not_receive(after)
+
+
+def _node_for_friends(alice, bob, mallory):
+    """bob and mallory both see alice's presence; only bob is in her roster group Friends, to which she restricts
+    her PEP node before publishing to it."""
+    alice.approves(bob)
+    alice.approves(mallory)
+    alice.puts_in_group(bob, "Friends")
+    alice.restricts_node_to_group("Friends")
+    return alice.publishes_pep_item()
+
+
+@case("IMPP-5.5-5")
+def test_a_node_restricted_to_a_group_discloses_only_to_the_group(alice, bob, mallory):
+    item = _node_for_friends(alice, bob, mallory)
+    with positive_control():
+        granted = bob.fetches_items_of(alice)
+        check(granted.contains(item), f"bob, in alice's group Friends, asked for her items and was {granted}")
+    refused = mallory.fetches_items_of(alice)
+    check(refused.refused and not refused.contains(item),
+          f"mallory, subscribed to alice but not in her group Friends, asked for the items only Friends may read "
+          f"and was {refused}")
+
+
+@case("IMPP-5.5-5", step="condition")
+def test_a_watcher_outside_the_group_is_told_why(alice, bob, mallory):
+    item = _node_for_friends(alice, bob, mallory)
+    with positive_control():
+        check(bob.fetches_items_of(alice).contains(item), "bob, in alice's group Friends, does not get her item")
+    refusal = mallory.fetches_items_of(alice)
+    check((refusal.condition, refusal.reason) == ("not-authorized", "not-in-roster-group"),
+          f"mallory, outside the group, was {refusal} (reason: {refusal.reason}); XEP-0060 §6.5.9.7 asks for "
+          f"<not-authorized/> with <not-in-roster-group/>")

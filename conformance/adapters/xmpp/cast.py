@@ -1,5 +1,6 @@
 """The cast of one test: logs every account in, brings each back to a clean state (empty roster and blocklist,
-no pending requests, offline messages drained) so test order never changes a verdict, and tears everything down.
+no pending requests, offline messages drained, the suite's PEP nodes deleted) so test order never changes a
+verdict, and tears everything down.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ class Cast:
         blocklist = await party._iq(iq("get", E("blocklist", ns=BLOCKING)))
         if blocklist.get("type") == "result" and blocklist.find(f".//{q(BLOCKING, 'item')}") is not None:
             await party._iq(iq("set", E("unblock", ns=BLOCKING)))
+        await party._delete_suite_nodes()
         mark = len(party.main.received)
         await party.main.send(presence())  # initial presence: pending requests and offline messages arrive now
         await party._ping()

@@ -3,6 +3,8 @@
 Public methods are synchronous sentences for the suite; each runs one coroutine on the harness event loop,
 bounded in time. Negative checks end on a fence (RFC 6120 §10.1): the sender's and the receiver's round trips
 to their server, which a server processing each stream in order cannot overtake.
+
+The verbs for PEP live in a sibling module (`pep.py`), mixed in.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, FORWARD, LAST, MAM, PI
                            iq, kind, message, new_id, presence, q)
 from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
+from .pep import PepVerbs
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -32,7 +35,7 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty:
+class XmppParty(PepVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name

@@ -31,6 +31,9 @@ STANZA_ID = "urn:xmpp:sid:0"
 PUBSUB = "http://jabber.org/protocol/pubsub"
 PUBSUB_OWNER = "http://jabber.org/protocol/pubsub#owner"
 PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
+PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
+NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
+GEOLOC = "http://jabber.org/protocol/geoloc"
 SM = "urn:xmpp:sm:3"
 
 STANZA_KINDS = ("message", "presence", "iq")
