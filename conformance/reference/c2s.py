@@ -1,7 +1,9 @@
 """One client-to-server stream of the reference service: STARTTLS (required), SASL, resource binding, then stanzas.
 
 The order is enforced as RFC 6120 §4.3.5 and §7.1 require: nothing is routed before TLS, authentication and
-binding are complete; anything else gets a stream error and the stream is closed.
+binding are complete; anything else gets a stream error and the stream is closed. Stream management (XEP-0198,
+`sm.py`) may be enabled once bound; a session whose connection drops without its stream being closed then
+hibernates, and a later stream of the same user may resume it in place of binding.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from scramp import ScramException, ScramMechanism
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, STREAM_CLOSE, TLS, iq_result, kind,
-                                                    q, stanza_error, stream_error, stream_header)
+from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, SM, STREAM_CLOSE, TLS, iq_result,
+                                                    kind, q, stanza_error, stream_error, stream_header)
 from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
-                                                 UnitReceived, XmlError, to_bytes)
+                                                 UnitReceived, XmlError, split, to_bytes)
 
 if TYPE_CHECKING:
     from .service import Service
+    from .sm import SmState
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
@@ -46,6 +49,10 @@ class Session:
         self.carbons = False
         self.auth_failures = 0
         self.closed = False
+        self.closing = False  # one side closed the stream (or we ended it with an error): the session is over
+        self.sm: "SmState | None" = None  # stream management, once enabled (sm.py)
+        self.detached = False  # the connection is gone but the session waits for resumption
+        self.superseded = False  # another stream resumed this session
         self._scram = None
         self._restart = False
         self.parser = StreamParser(Limits(max_unit_bytes=service.config.max_unit_bytes))
@@ -56,7 +63,16 @@ class Session:
         self.service.log(f"[{self.id} {self.jid or self.user or self.peer}] {text}")
 
     def send(self, element: Element) -> None:
-        if self.closed:
+        """Send a stanza to the client (counted and kept until acknowledged when stream management is on)."""
+        if self.closed and not self.detached:
+            return
+        if self.sm is not None and kind(element) is not None:
+            self.service.sm.track(self, element)
+        self.emit(element)
+
+    def emit(self, element: Element) -> None:
+        """Write any element (stanza or nonza) on the stream, if it is still connected."""
+        if self.closed or self.detached:
             return
         try:
             self.writer.write(to_bytes(element, CLIENT))
@@ -68,13 +84,17 @@ class Session:
             self.log("client does not read; closing")
             self.close("policy-violation", "output buffer limit reached")
 
-    def close(self, condition: str | None = None, text: str | None = None) -> None:
+    def close(self, condition: str | None = None, text: str | None = None, extra: Element | None = None) -> None:
+        if self.detached:
+            self.service.sm.end_hibernation(self, f"closed by the service ({condition or 'no error'})")
+            return
         if self.closed:
             return
+        self.closing = True
         try:
             if condition:
                 self.log(f"closing with stream error {condition}: {text or ''}")
-                self.writer.write(to_bytes(stream_error(condition, text), CLIENT))
+                self.writer.write(to_bytes(stream_error(condition, text, extra), CLIENT))
             self.writer.write(STREAM_CLOSE)
         except (ConnectionError, RuntimeError):
             pass
@@ -128,14 +148,26 @@ class Session:
                 self.writer.close()
             except (ConnectionError, RuntimeError):
                 pass
-            self.service.session_ended(self)
-            self.log("closed")
+            self._ended()
+
+    def _ended(self) -> None:
+        if self.superseded:
+            self.log("stream closed; its session lives on in the stream that resumed it")
+            return
+        if not self.closing and self.service.sm.hibernate(self):
+            self.closed = False  # still a session of its user: stanzas to it are queued for the resumption
+            return
+        self.service.session_ended(self)
+        self.service.sm.session_over(self)
+        self.log("closed")
 
     async def _drain(self) -> None:
         try:
             await asyncio.wait_for(self.writer.drain(), 5.0)
-        except (asyncio.TimeoutError, ConnectionError, RuntimeError):
+        except asyncio.TimeoutError:
             self.close()
+        except (ConnectionError, RuntimeError):
+            self.closed = True  # the connection is gone (not a close of the stream)
 
     def _on_stream_open(self, event: StreamOpened) -> None:
         self.writer.write(stream_header(to=None, from_=self.service.config.domain, stream_id=secrets.token_hex(8)))
@@ -159,7 +191,8 @@ class Session:
         elif self.jid is None:
             features.append(E("bind", ns=BIND))
             features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
-        self.send(features)
+            features.append(self.service.sm.feature())
+        self.emit(features)
 
     async def _on_unit(self, unit: Element) -> None:
         if not self.tls:
@@ -170,6 +203,10 @@ class Session:
             self._pre_bind(unit)
         elif kind(unit) is not None:
             self.service.handle_stanza(self, unit)
+            if self.sm is not None:
+                self.sm.handled_in += 1
+        elif split(unit.tag)[0] == SM:
+            self.service.sm.nonza(self, unit)
         else:
             self.close("unsupported-stanza-type", f"unexpected <{unit.tag}/> on an established stream")
 
@@ -203,7 +240,9 @@ class Session:
     # -- SASL (RFC 6120 §6) --------------------------------------------------------------------------------------------
 
     def _pre_auth(self, unit: Element) -> None:
-        if unit.tag == q(SASL, "auth"):
+        if unit.tag in (q(SM, "enable"), q(SM, "resume")):
+            self.service.sm.nonza(self, unit)  # XEP-0198: <failed/>, neither is allowed before authentication
+        elif unit.tag == q(SASL, "auth"):
             self._sasl_auth(unit)
         elif unit.tag == q(SASL, "response") and self._scram is not None:
             self._sasl_response(unit)
@@ -350,6 +389,8 @@ class Session:
     def _pre_bind(self, unit: Element) -> None:
         if kind(unit) == "iq" and unit.find(q(BIND, "bind")) is not None and unit.get("type") == "set":
             self._bind(unit)
+        elif unit.tag in (q(SM, "enable"), q(SM, "resume")):
+            self.service.sm.nonza(self, unit)  # resumption takes the place of binding; enabling must wait for it
         elif kind(unit) is not None and self.service.flawed("stanza-before-bind-routed"):
             sender = JID.parse(f"{self.user}@{self.service.config.domain}")
             self.service.handle_stanza(self, unit, sender=sender)

@@ -21,3 +21,7 @@ class ServiceConfig:
     max_write_buffer: int = 4 * 1024 * 1024
     max_offline_per_user: int = 1000
     max_archive_per_user: int = 10_000
+    sm_resume_timeout: float = 60.0  # XEP-0198: how long a session whose connection dropped waits for resumption
+    max_sm_queue: int = 1000  # unacknowledged stanzas kept per session
+    max_hibernating_per_user: int = 4
+    max_hibernating: int = 256

@@ -115,6 +115,24 @@ _FLAWS = [
          "applies PEP node configuration changes in memory only: a restart brings back the configuration the node "
          "was created with",
          ("IMPP-5.6-3",)),
+    # -- stream management (XEP-0198), reference/sm.py
+    Flaw("sm-resume-any-session",
+         "resumes a stream-management session by its SM-ID alone, without checking that the resuming user owns it",
+         ("IMPP-5.1-5", "IMPP-5.11-2")),
+    Flaw("sm-enable-before-bind",
+         "answers <enable/> with <enabled/> in any stream state, before authentication and resource binding",
+         ("IMPP-5.4-1",)),
+    Flaw("sm-resume-after-bind",
+         "accepts <resume/> on a stream that has already bound a resource, moving the old session onto it",
+         ("IMPP-5.4-1",)),
+    Flaw("sm-trusts-acknowledgements",
+         "believes an acknowledgement of more stanzas than were sent: no <handled-count-too-high/>, and the "
+         "unacknowledged stanzas are dropped as delivered",
+         ("IMPP-5.4-2",)),
+    Flaw("sm-unacked-discarded",
+         "drops the stanzas a client never acknowledged when its stream-management session ends, instead of "
+         "storing them offline",
+         ("IMPP-5.4-2",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

@@ -1,8 +1,8 @@
 """The embedded reference service: a small, correct XMPP service (RFC 6120/6121) on loopback.
 
 It exists so the suite runs out of the box and so that each conformance case can be shown to fail, by switching
-on one of its flaws (`flaws.py`). Routing lives here; presence, account IQs, blocking and PEP have their own
-modules.
+on one of its flaws (`flaws.py`). Routing lives here; presence, account IQs, blocking, PEP and stream management
+have their own modules.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from pathlib import Path
 from conformance import pki
 from conformance.adapters.xmpp.codec.jid import JID, JidError
 from conformance.adapters.xmpp.codec.stanza import (BLOCKING_ERRORS, CARBONS, CLIENT, DELAY, DISCO_INFO, FORWARD,
-                                                    PING, STANZA_ID, iq_result, kind, q, stanza_error)
+                                                    HINTS, PING, STANZA_ID, iq_result, kind, q, stanza_error)
 from conformance.adapters.xmpp.codec.xml import E, Element, StreamParser, UnitReceived, to_bytes, split
 
 from .account_iq import AccountIq
@@ -28,6 +28,7 @@ from .c2s import Session
 from .config import ServiceConfig
 from .pep import Pep
 from .presence import Presence
+from .sm import StreamManagement
 from .store import Store
 
 STORABLE_MESSAGE_TYPES = ("normal", "chat")
@@ -54,6 +55,8 @@ class Service:
         self.blocking = Blocking(self)
         self.account_iq = AccountIq(self)
         self.pep = Pep(self)
+        self.sm = StreamManagement(self)
+        self.stopping = False
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
@@ -64,7 +67,8 @@ class Service:
         return name in self.flaws
 
     def log(self, text: str) -> None:
-        self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
+        if not self._log.closed:
+            self._log.write(f"{time.strftime('%H:%M:%S')} {text}\n")
 
     def _ensure_accounts(self) -> dict[str, str]:
         passwords: dict[str, str] = {}
@@ -100,8 +104,10 @@ class Service:
             self._tasks.discard(task)
 
     async def stop(self) -> None:
+        self.stopping = True
         if self._server is not None:
             self._server.close()
+        self.sm.shutdown()
         for session in list(self.sessions.values()):
             session.close("system-shutdown")
         for task in list(self._tasks):
@@ -211,8 +217,8 @@ class Service:
             return
         recipient = to.local
         mtype = stanza.get("type", "normal")
-        has_body = stanza.find(q(CLIENT, "body")) is not None
-        archivable = mtype in STORABLE_MESSAGE_TYPES and has_body
+        storable = self.storable(stanza)
+        archivable = storable and stanza.find(q(HINTS, "no-permanent-store")) is None  # XEP-0334 §4.1
         if sender_local and archivable and sender_local != recipient:
             self.archive(sender_local, str(to), stanza)
         available = self.available_sessions(recipient)
@@ -234,7 +240,7 @@ class Service:
         else:
             targets = available
         if not targets:
-            if archivable:
+            if storable:
                 self.store_offline(recipient, stanza)
             elif mtype not in ("error", "headline", "groupchat"):
                 self._bounce(sender, stanza, "service-unavailable")
@@ -247,6 +253,28 @@ class Service:
             self._carbons("received", recipient, stanza, exclude=targets)
             if sender_local and session is not None:
                 self._carbons("sent", sender_local, stanza, exclude=[session])
+
+    @staticmethod
+    def storable(stanza: Element) -> bool:
+        """A message offline storage keeps (RFC 6121 §8.5.2.2): normal or chat with a body, no no-store hint."""
+        return (stanza.get("type", "normal") in STORABLE_MESSAGE_TYPES and stanza.find(q(CLIENT, "body")) is not None
+                and stanza.find(q(HINTS, "no-store")) is None)
+
+    def redeliver(self, session: Session, messages: list[Element]) -> None:
+        """Messages a session never acknowledged (XEP-0198 §4): to the user's other resources, else offline."""
+        user = session.jid.local
+        others = [] if self.stopping else [s for s in self.available_sessions(user)
+                                             if s is not session and not s.detached]
+        for stanza in messages:
+            if not self.storable(stanza):
+                continue
+            if others:
+                for target in others:
+                    copy_ = copy.deepcopy(stanza)
+                    copy_.set("to", str(target.jid))
+                    target.send(copy_)
+            else:
+                self.store_offline(user, stanza)
 
     def _carbons(self, direction: str, owner: str, stanza: Element, exclude: list[Session]) -> None:
         if self.flawed("carbons-across-accounts"):
@@ -329,7 +357,8 @@ class Service:
         if len(queue) >= self.config.max_offline_per_user:
             return
         stored = copy.deepcopy(stanza)
-        stored.append(E("delay", {"from": self.config.domain, "stamp": _now_stamp()}, ns=DELAY))
+        if stored.find(q(DELAY, "delay")) is None:  # a redelivered message keeps the stamp of its first delay
+            stored.append(E("delay", {"from": self.config.domain, "stamp": _now_stamp()}, ns=DELAY))
         queue.append(to_bytes(stored, CLIENT).decode())
         self.store.save()
 

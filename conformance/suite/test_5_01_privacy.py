@@ -85,3 +85,16 @@ def test_no_one_authenticates_as_another_inbox(alice, bob, mallory):
     with positive_control():
         alice.receives(update)
     mallory.does_not_receive(update)
+
+
+@case("IMPP-5.1-5")
+def test_no_one_resumes_another_inbox_session(alice, bob, mallory):
+    alice.enables_stream_management()
+    attempt = mallory.resumes_session_of(alice)
+    check(attempt.refused, f"mallory, authenticated as herself, resumed alice's stream-management session: "
+                           f"{attempt.detail}")
+    alice.stays_connected()
+    update = bob.sends_message(to=alice)
+    with positive_control():
+        alice.receives(update)
+    mallory.does_not_receive(update)

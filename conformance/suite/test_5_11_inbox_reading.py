@@ -34,3 +34,17 @@ def test_a_taken_resource_name_detaches_no_one_else(alice, bob, mallory):
     second = bob.sends_message(to=alice.full_jid)
     alice.receives(second)
     mallory.does_not_receive(second)
+
+
+@case("IMPP-5.11-2")
+def test_no_one_else_resumes_a_hibernating_inbox(alice, bob, mallory):
+    alice.enables_stream_management()
+    alice.loses_connection()
+    update = bob.sends_message(to=alice)
+    attempt = mallory.resumes_session_of(alice)
+    check(attempt.refused, f"mallory resumed alice's session while alice was away: {attempt.detail}")
+    with positive_control():
+        resumed = alice.resumes_session()
+        check(not resumed.refused, f"alice could not resume her own session: {resumed}")
+        alice.receives(update)
+    mallory.does_not_receive(update)

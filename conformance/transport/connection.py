@@ -185,6 +185,16 @@ class Connection:
         self.endpoint.tls = self._tls.version()
         self.recorder.event(self.label, f"TLS established: {self._tls.version()} {self._tls.cipher()[0]}")
 
+    def abort(self) -> None:
+        """Drop the connection at once, as a crashed client or a lost network would: no TLS close_notify, nothing
+        more written. The peer sees the connection end without any closing handshake of the protocol above."""
+        if not self.closed:
+            self.recorder.event(self.label, "connection dropped (no protocol close, no TLS close_notify)")
+        self.closed = True
+        transport = self._writer.transport
+        if transport is not None:
+            transport.abort()
+
     async def close(self) -> None:
         if not self.closed:
             if self._tls is not None:

@@ -1,6 +1,6 @@
 """The cast of one test: logs every account in, brings each back to a clean state (empty roster and blocklist,
 no pending requests, offline messages drained, the suite's PEP nodes deleted) so test order never changes a
-verdict, and tears everything down.
+verdict, and tears everything down (ending sessions left waiting for stream-management resumption).
 """
 
 from __future__ import annotations
@@ -65,6 +65,8 @@ class Cast:
 
     def dismiss(self) -> None:
         async def run():
+            await asyncio.gather(*(p._tidy_stream_management() for p in self.parties.values()),
+                                 return_exceptions=True)
             streams = [s for p in self.parties.values() for s in p.streams]
             streams += [s.client for s in self.extra_streams]
             await asyncio.gather(*(s.close() for s in streams), return_exceptions=True)

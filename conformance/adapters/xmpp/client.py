@@ -3,6 +3,10 @@
 Every negotiation step is a separate coroutine so a test can stop after any of them, skip one, or send raw bytes
 in between. After negotiation a pump task reads the stream; everything received is kept (bounded) so that
 negative checks can look back over all of it.
+
+Stream management (XEP-0198) is spoken at byte level too: the client counts the stanzas it handled once
+<enabled/> arrives, answers <r/> with the true count unless told not to, can send an <a/> with any count, drop
+its connection without closing the stream, and resume a session on a fresh stream.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from conformance.transport.connection import Connection, ConnectionClosed, Hands
 
 from .codec import sasl
 from .codec.jid import JID
-from .codec.stanza import (BIND, CLIENT, PING, ROSTER, SASL, STREAM_CLOSE, TLS, error_condition, is_stream_error,
+from .codec.stanza import (BIND, CLIENT, PING, ROSTER, SASL, SM, STREAM_CLOSE, TLS, error_condition, is_stream_error,
                            iq, iq_result, kind, new_id, q, stanza_error, stream_header)
 from .codec.xml import E, Element, Limits, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
 
@@ -64,6 +68,12 @@ class XmppClient:
         self._changed = asyncio.Event()
         self._pump: asyncio.Task | None = None
         self.auto_reply = True
+        # stream management (XEP-0198)
+        self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
+        self.sm_counting = False  # <enabled/> (or <resumed/>) arrived: stanzas received are counted
+        self.sm_handled = 0  # stanzas handled since then: the 'h' this client reports
+        self.sm_auto_ack = True  # answer <r/> with the true count
+        self._resume_h = 0  # the count a <resume/> reported: counting goes on from there after <resumed/>
 
     # -- state --------------------------------------------------------------------------------------------------
 
@@ -255,6 +265,7 @@ class XmppClient:
         try:
             while True:
                 unit = await self._next_unit(None)
+                self._count(unit)
                 self._keep(unit)
                 await self._answer(unit)
         except (ConnectionClosed, asyncio.CancelledError):
@@ -271,8 +282,23 @@ class XmppClient:
         self.received.append(unit)
         self._changed.set()
 
+    def _count(self, unit: Element) -> None:
+        """XEP-0198 §4: the client's count of handled stanzas starts at zero when <enabled/> arrives."""
+        if unit.tag == q(SM, "enabled"):
+            self.sm_counting, self.sm_handled = True, 0
+        elif unit.tag == q(SM, "resumed"):
+            self.sm_counting, self.sm_handled = True, self._resume_h
+        elif self.sm_counting and kind(unit) is not None:
+            self.sm_handled += 1
+
     async def _answer(self, unit: Element) -> None:
         """Behave like an ordinary client: acknowledge roster pushes, answer pings, refuse other requests."""
+        if unit.tag == q(SM, "r") and self.sm_counting and self.sm_auto_ack:
+            try:
+                await self.send(E("a", {"h": str(self.sm_handled)}, ns=SM))
+            except ConnectionClosed:
+                pass
+            return
         if not self.auto_reply or kind(unit) != "iq" or unit.get("type") not in ("get", "set"):
             return
         sender = unit.get("from")
@@ -352,11 +378,60 @@ class XmppClient:
                 break
         return self.ended or self._pump.done()
 
+    # -- stream management (XEP-0198) -------------------------------------------------------------------------------
+
+    async def enable_sm(self, resume: bool) -> Element:
+        """Send <enable/> on a running stream; the IUT's <enabled/> or <failed/>. Raises StreamEnded or TimeoutError."""
+        since = len(self.received)
+        await self.send(E("enable", {"resume": "true" if resume else None}, ns=SM))
+        answer = await self.wait_for(lambda u: u.tag in (q(SM, "enabled"), q(SM, "failed")), self.timeout, since)
+        if answer is None:
+            if self.ended:
+                raise StreamEnded(self)
+            raise asyncio.TimeoutError(f"no answer to <enable/> within {self.timeout:g}s")
+        if answer.tag == q(SM, "enabled") and answer.get("resume") in ("true", "1"):
+            self.sm_id = answer.get("id")
+        return answer
+
+    async def resume_sm(self, previd: str, h: int) -> Element:
+        """Send <resume/>; the IUT's <resumed/> or <failed/>. Normally sent after SASL and before binding (then the
+        pump is not running yet); after <resumed/> the count goes on from `h`, retransmitted stanzas included."""
+        answers = (q(SM, "resumed"), q(SM, "failed"))
+        self._resume_h = h
+        if self._pump is None:
+            await self.send(E("resume", {"previd": previd, "h": str(h)}, ns=SM))
+            answer = await self.read_unit()
+            if answer.tag not in answers:
+                raise ProtocolViolation(f"unexpected answer to <resume/>: <{answer.tag.split('}')[-1]}/>")
+            self._count(answer)
+        else:
+            since = len(self.received)
+            await self.send(E("resume", {"previd": previd, "h": str(h)}, ns=SM))
+            answer = await self.wait_for(lambda u: u.tag in answers, self.timeout, since)
+            if answer is None:
+                if self.ended:
+                    raise StreamEnded(self)
+                raise asyncio.TimeoutError(f"no answer to <resume/> within {self.timeout:g}s")
+        if answer.tag == q(SM, "resumed"):
+            self.sm_id = previd
+        return answer
+
+    async def acknowledge(self, h: int) -> None:
+        """Send <a h='h'/>, whatever the true count."""
+        await self.send(E("a", {"h": str(h)}, ns=SM))
+
+    def drop(self) -> None:
+        """Lose the connection without closing the stream (the session may hibernate, XEP-0198 §5)."""
+        if self._pump is not None:
+            self._pump.cancel()
+        self.conn.abort()
+        self._changed.set()
+
     async def close(self) -> None:
-        """Close the stream gracefully: send </stream:stream>, wait a moment for the IUT's own closing tag
-        (RFC 6120 §4.4), then end TLS and TCP. Ending the connection before the IUT has read our closing tag can
-        make its TCP stack discard it (a reset), and the IUT would see a lost connection instead of a closed
-        stream."""
+        """Close the stream gracefully: (acknowledge,) send </stream:stream>, wait a moment for the IUT's own
+        closing tag (RFC 6120 §4.4), then end TLS and TCP. Ending the connection before the IUT has read our
+        closing tag can make its TCP stack discard it (a reset), and the IUT would see a lost connection
+        instead of a closed stream: with stream management, a session left waiting for resumption."""
         if self._pump is not None:
             self._pump.cancel()
             try:
@@ -365,6 +440,9 @@ class XmppClient:
                 pass
         if not self.conn.closed and not self.ended:
             try:
+                if self.sm_counting:  # XEP-0198 §4: say what was handled before a graceful close, so nothing is resent
+                    await asyncio.wait_for(self.conn.send(to_bytes(E("a", {"h": str(self.sm_handled)}, ns=SM),
+                                                                   CLIENT)), 1.0)
                 await asyncio.wait_for(self.conn.send(STREAM_CLOSE), 1.0)
                 await asyncio.wait_for(self._read_until_closed(), CLOSE_WAIT)
             except (ConnectionClosed, asyncio.TimeoutError, OSError):

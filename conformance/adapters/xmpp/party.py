@@ -4,7 +4,7 @@ Public methods are synchronous sentences for the suite; each runs one coroutine 
 bounded in time. Negative checks end on a fence (RFC 6120 §10.1): the sender's and the receiver's round trips
 to their server, which a server processing each stream in order cannot overtake.
 
-The verbs for PEP live in a sibling module (`pep.py`), mixed in.
+The verbs for PEP (`pep.py`) and stream management (`stream_management.py`) live in sibling modules, mixed in.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from conformance.verdicts import SetupFailed, Unsupported, Violation, negative_c
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.jid import JID
-from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, FORWARD, LAST, MAM, PING, ROSTER, RSM, SASL, error_condition,
-                           iq, kind, message, new_id, presence, q)
+from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, FORWARD, HINTS, LAST, MAM, PING, ROSTER, RSM, SASL,
+                           error_condition, iq, kind, message, new_id, presence, q)
 from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
 from .pep import PepVerbs
 from .runtime import Runtime
+from .stream_management import StreamManagementVerbs
 
 if TYPE_CHECKING:
     from .cast import Cast
@@ -35,7 +36,7 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty(PepVerbs):
+class XmppParty(PepVerbs, StreamManagementVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name
@@ -324,18 +325,22 @@ class XmppParty(PepVerbs):
             return update
         return self._call(run)
 
-    def sends_message(self, to: "XmppParty | str", *, claiming: "XmppParty | None" = None) -> Update:
-        """A chat message with a canary body; `claiming` forges the 'from' attribute."""
+    def sends_message(self, to: "XmppParty | str", *, claiming: "XmppParty | None" = None,
+                      archive: bool = True) -> Update:
+        """A chat message with a canary body; `claiming` forges the 'from' attribute; `archive=False` asks the
+        service to keep it out of permanent storage (XEP-0334 <no-permanent-store/>), so that a message archive
+        cannot stand in for its delivery."""
         canary = self.rt.canary(f"{self.name}-msg")
         address = to if isinstance(to, str) else to.bare
+        hint = None if archive else E("no-permanent-store", ns=HINTS)
 
         async def run():
             await self._ensure_online()
             update = self._update("message", canary)
             if claiming is None:
-                await self.main.send(message(address, canary))
+                await self.main.send(message(address, canary, hint))
             else:
-                await self._send_forged(message(address, canary, from_=claiming.full_jid))
+                await self._send_forged(message(address, canary, hint, from_=claiming.full_jid))
             return update
         return self._call(run)
 

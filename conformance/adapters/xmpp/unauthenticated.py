@@ -11,7 +11,7 @@ from conformance.roles import Reaction, Update
 from conformance.verdicts import SetupFailed, note
 
 from .client import StreamEnded, XmppClient
-from .codec.stanza import BIND, BLOCKING, PING, ROSTER, error_condition, iq, kind, message, presence, q
+from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, error_condition, iq, kind, message, presence, q
 from .codec.xml import E, Element
 from .observe import describe
 from .runtime import Runtime
@@ -100,6 +100,26 @@ class UnauthenticatedStream:
 
     def binds_resource(self) -> None:
         self.rt.call(self._send, iq("set", E("bind", None, E("resource", text="unauthenticated", ns=BIND), ns=BIND)))
+
+    def enables_stream_management(self) -> Reaction:
+        """Send XEP-0198 <enable resume='true'/> on this stream; how the IUT answers it (<enabled/>: processed)."""
+        async def run():
+            await self._send(E("enable", {"resume": "true"}, ns=SM))
+            answers = (q(SM, "enabled"), q(SM, "failed"))
+            got = await self.client.wait_for(lambda u: u.tag in answers or (kind(u) == "iq" and
+                                                                           u.get("id") == self._fence_id),
+                                             self.rt.timeouts.close, self._mark)
+            if got is not None and got.tag == q(SM, "enabled"):
+                return Reaction(answered=True, detail=describe(got))
+            if got is not None and got.tag == q(SM, "failed"):
+                return Reaction(stanza_error=error_condition(got) or "failed", detail=describe(got))
+            if self.client.stream_error is not None:
+                return Reaction(stream_error=self.client.stream_error_condition, closed=True)
+            if self.client.ended:
+                return Reaction(closed=True, detail=self.client.end_reason())
+            return Reaction(detail="no answer to <enable/> (the ping after it was answered)" if got is not None
+                            else f"no answer within {self.rt.timeouts.close:g}s")
+        return self.rt.call(run)
 
     # -- observing the IUT's reaction -----------------------------------------------------------------------------------
 

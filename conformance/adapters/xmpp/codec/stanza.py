@@ -34,6 +34,7 @@ PUBSUB_EVENT = "http://jabber.org/protocol/pubsub#event"
 PUBSUB_ERRORS = "http://jabber.org/protocol/pubsub#errors"
 NODE_CONFIG = "http://jabber.org/protocol/pubsub#node_config"
 GEOLOC = "http://jabber.org/protocol/geoloc"
+HINTS = "urn:xmpp:hints"
 SM = "urn:xmpp:sm:3"
 
 STANZA_KINDS = ("message", "presence", "iq")
@@ -69,10 +70,12 @@ def stream_header(*, to: str | None, from_: str | None = None, content_ns: str =
 STREAM_CLOSE = b"</stream:stream>"
 
 
-def stream_error(condition: str, text: str | None = None) -> Element:
+def stream_error(condition: str, text: str | None = None, extra: Element | None = None) -> Element:
+    """A stream error; `extra` is an application-specific condition (RFC 6120 §4.9.4)."""
     return E(q(STREAM_NS, "error"), None,
              E(condition, ns=STREAMS_ERR),
-             E("text", {q(XML_NS, "lang"): "en"}, text=text, ns=STREAMS_ERR) if text else None)
+             E("text", {q(XML_NS, "lang"): "en"}, text=text, ns=STREAMS_ERR) if text else None,
+             extra)
 
 
 def kind(element: Element) -> str | None:
