@@ -153,8 +153,11 @@ def _run_pytest(args: argparse.Namespace, extra: list[str], profile: str | None,
 
     # This process imported the conformance package before pytest could mark its plugin for assertion rewriting;
     # the plugin does not rely on rewritten asserts, so pytest's warning about it is noise.
+    # An explicit rootdir: otherwise pytest may take the profile's directory for one (it reads option values
+    # as paths before the plugin's options are known), and the suite's node IDs would depend on it.
+    suite_dir = Path(__file__).resolve().parent / "suite"
     pytest_args = ["--pyargs", "conformance.suite", "-p", "no:cacheprovider", "--out", args.out,
-                   "-o", "console_output_style=classic", "-q", "--no-header",
+                   "--rootdir", str(suite_dir), "-o", "console_output_style=classic", "-q", "--no-header",
                    "-W", "ignore::pytest.PytestAssertRewriteWarning"]
     if profile:
         pytest_args += ["--profile", profile]

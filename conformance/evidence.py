@@ -16,8 +16,11 @@ def redact(data: bytes) -> bytes:
 
 
 def slug(nodeid: str) -> str:
-    name = nodeid.split("::", 1)[-1]
-    return re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", name)[:150]
+    """`module.py::test[param]` -> `module/test[param]`: one evidence directory per test, grouped by module."""
+    path, _, name = nodeid.rpartition("::")
+    module = Path(path).stem if path else "suite"
+    clean = re.sub(r"[^A-Za-z0-9_.\-\[\]]+", "_", name)[:150]
+    return f"{module}/{clean}"
 
 
 def render_transcript(recorder: Recorder, title: str) -> str:

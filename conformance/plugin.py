@@ -74,8 +74,18 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Harness(config), HARNESS)
 
 
+def stable_id(item: pytest.Item) -> str:
+    """The test's ID relative to the suite package, whatever pytest chose as rootdir (which depends on the
+    command line), so reports, baselines and matrices compare across runs and machines."""
+    try:
+        return f"{Path(item.path).resolve().relative_to(SUITE_DIR.resolve()).as_posix()}::{item.name}"
+    except ValueError:
+        return item.nodeid
+
+
 @dataclasses.dataclass
 class ItemState:
+    nodeid: str
     case_id: str
     step: str | None
     level: str
@@ -223,8 +233,8 @@ class Harness:
             return
         case_id, step = ident
         level = catalogue.get(case_id).level_of(step)
-        state = ItemState(case_id=case_id, step=step, level=level)
-        state.evidence_dir = self.run_dir / "cases" / slug(item.nodeid)
+        state = ItemState(nodeid=stable_id(item), case_id=case_id, step=step, level=level)
+        state.evidence_dir = self.run_dir / "cases" / slug(state.nodeid)
         item.stash[STATE] = state
         item.user_properties += [("case", case_id), ("level", level)]
         reset_ledger()
@@ -237,6 +247,7 @@ class Harness:
         if state is None:
             return
         report.impp_case = state.case_id
+        report.impp_nodeid = state.nodeid
         state.duration += report.duration
         exc = call.excinfo.value if call.excinfo is not None else None
         if call.when == "setup" and exc is not None:
@@ -260,7 +271,7 @@ class Harness:
 
     def _settle(self, state: ItemState, exc: BaseException | None, item: pytest.Item) -> None:
         self._judge(state, exc, item)
-        deviation = self.baseline.find(state.case_id, item.nodeid) if self.baseline else None
+        deviation = self.baseline.find(state.case_id, state.nodeid) if self.baseline else None
         if deviation is not None:
             state.verdict, state.message = apply_baseline(deviation, state.verdict, state.message)
 
@@ -305,7 +316,7 @@ class Harness:
                 report.sections.append(("verdict", message))
 
     def _record(self, item: pytest.Item, state: ItemState) -> None:
-        self.run.tests.append(TestResult(nodeid=item.nodeid, case_id=state.case_id, step=state.step,
+        self.run.tests.append(TestResult(nodeid=state.nodeid, case_id=state.case_id, step=state.step,
                                          level=state.level, verdict=state.verdict, duration=round(state.duration, 4),
                                          message=state.message, notes=state.notes, evidence=dict(state.evidence)))
 
@@ -347,7 +358,7 @@ class Harness:
         case = catalogue.get(ident)
         data.insert(0, f"<div><b>{html.escape(ident)}</b> ({html.escape(case.section_title)}, {case.level}): "
                        f"“{html.escape(case.quote)}”</div>")
-        transcript = f"cases/{slug(report.nodeid)}/transcript.txt"
+        transcript = f"cases/{slug(getattr(report, 'impp_nodeid', report.nodeid))}/transcript.txt"
         data.insert(1, f'<div>evidence: <a href="{html.escape(transcript)}">{html.escape(transcript)}</a></div>')
 
     @pytest.hookimpl(optionalhook=True)
