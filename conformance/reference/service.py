@@ -317,8 +317,12 @@ class Service:
         same_account = sender.bare == to.bare
         item = self.store.item(to.local, str(sender.bare))
         authorized = same_account or (item is not None and item.has_from and not self.blocking.blocks(to.local, sender))
-        if target is None or not (authorized or self.flawed("iq-to-full-jid-routed")):
-            # RFC 6121 §8.5.3.1: the same answer whether or not the resource exists, so nothing leaks.
+        if target is None and self.flawed("absent-resource-distinct-error"):
+            self._bounce(sender, stanza, "recipient-unavailable", "wait")  # flaw: tells absent from present
+            return
+        if target is None or not authorized:
+            # RFC 6121 §8.5.3.2.1: <service-unavailable/> for an absent resource; the same answer for a present
+            # one that the requester may not know about, so nothing leaks about which resources are online.
             self._bounce(sender, stanza, "service-unavailable")
             return
         target.send(stanza)

@@ -30,10 +30,10 @@ def test_presence_reaches_only_authorized_watchers(alice, bob, mallory, relation
 def test_presence_probe_reveals_nothing_to_unauthorized(alice, bob, mallory, presentity):
     alice.approves(bob)
     alice.publishes_presence()
-    if presentity == "offline":
-        alice.goes_offline()
     with positive_control():
         bob.receives(bob.probes(alice))
+    if presentity == "offline":
+        alice.goes_offline()
     mallory.does_not_receive(mallory.probes(alice))
 
 
@@ -54,6 +54,7 @@ def test_last_activity_is_refused_to_unauthorized(alice, bob, mallory, presentit
 
 @case("IMPP-5.1-3", step="d")
 def test_iq_to_full_jid_does_not_reveal_online_resources(alice, bob, mallory):
+    # alice's client answers strangers as if she were not there, so any difference comes from the IUT.
     alice.approves(bob)
     with positive_control():
         check(not bob.pings(alice.full_jid).refused, "bob's ping to alice's resource went unanswered")

@@ -21,11 +21,12 @@ from conformance.transport.connection import Connection, ConnectionClosed, Hands
 
 from .codec import sasl
 from .codec.jid import JID
-from .codec.stanza import (BIND, CLIENT, PING, ROSTER, SASL, SM, STREAM_CLOSE, TLS, error_condition, is_stream_error,
-                           iq, iq_result, kind, new_id, q, stanza_error, stream_header)
+from .codec.stanza import (BIND, BLOCKING, CLIENT, PING, PRIVACY, ROSTER, SASL, SM, STREAM_CLOSE, TLS, error_condition,
+                           is_stream_error, iq, iq_result, kind, new_id, q, stanza_error, stream_header)
 from .codec.xml import E, Element, Limits, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
 
 MAX_KEPT_UNITS = 20_000
+PUSHES = ((ROSTER, "query"), (BLOCKING, "block"), (BLOCKING, "unblock"), (PRIVACY, "query"))
 CLOSE_WAIT = 1.0  # seconds to wait for the IUT's closing tag after ours
 
 
@@ -68,6 +69,7 @@ class XmppClient:
         self._changed = asyncio.Event()
         self._pump: asyncio.Task | None = None
         self.auto_reply = True
+        self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
         self.sm_counting = False  # <enabled/> (or <resumed/>) arrived: stanzas received are counted
@@ -302,12 +304,16 @@ class XmppClient:
         if not self.auto_reply or kind(unit) != "iq" or unit.get("type") not in ("get", "set"):
             return
         sender = unit.get("from")
-        own = sender is None or (self.jid is not None and sender in (str(self.jid.bare), self.jid.domain))
-        if unit.find(q(ROSTER, "query")) is not None and own:
-            reply = iq_result(unit)
-        elif unit.find(q(PING, "ping")) is not None:
-            reply = iq_result(unit)  # XEP-0199: clients answer pings
+        sender_bare = sender.split("/", 1)[0] if sender else None
+        own = sender is None or (self.jid is not None and sender_bare in (str(self.jid.bare), self.jid.domain))
+        push = own and unit.get("type") == "set" and any(unit.find(q(ns, local)) is not None for ns, local in PUSHES)
+        if push:
+            reply = iq_result(unit)  # RFC 6121 §2.1.6, XEP-0191 §3: pushes from the own account are acknowledged
+        elif unit.find(q(PING, "ping")) is not None and (own or sender_bare in self.trusted):
+            reply = iq_result(unit)  # XEP-0199, answered only to the own account and approved contacts...
         else:
+            # ...a privacy-aware client answers anyone else as if no resource were there (RFC 6121 §8.5.3.2.1),
+            # so what an outsider learns about this resource depends on the IUT alone.
             reply = stanza_error(unit, "service-unavailable")
         reply.attrib.pop("from", None)
         try:

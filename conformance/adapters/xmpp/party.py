@@ -45,6 +45,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         self.streams: list[XmppClient] = []
         self.main: XmppClient | None = None
         self.last_canary: str | None = None
+        self.watchers: set[str] = set()  # contacts this party approved; its client answers their pings
 
     def __repr__(self) -> str:
         return self.name
@@ -84,6 +85,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         except (StreamEnded, ProtocolViolation) as exc:
             await client.close()
             raise SetupFailed(f"{self.name} could not bind a resource: {exc}") from None
+        client.trusted = self.watchers
         client.start_pump()
         self.streams.append(client)
         if available:
@@ -204,6 +206,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         async def run():
             roster = await self._roster_items()
             if roster.get(other.bare, ("none", False))[0] in ("from", "both"):
+                self.watchers.add(other.bare)
                 return
             mark = self.mark()
             await (await other._ensure_online()).send(presence(to=self.bare, type_="subscribe"))
@@ -217,6 +220,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
                                      and bare_of(u.get("from")) == self.bare, self.rt.timeouts.positive, other_mark)
             if told is None:
                 raise SetupFailed(f"{other.name} was never told that {self.name} approved the subscription")
+            self.watchers.add(other.bare)
             await self._ping()
             await other._ping()
         self._call(run)
@@ -339,6 +343,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
             update = self._update("message", canary)
             if claiming is None:
                 await self.main.send(message(address, canary, hint))
+                await self._ping()  # processed (stored or delivered) before the test goes on
             else:
                 await self._send_forged(message(address, canary, hint, from_=claiming.full_jid))
             return update
@@ -518,7 +523,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         form = E("x", {"type": "submit"}, E("field", {"var": "FORM_TYPE", "type": "hidden"},
                                             E("value", text=MAM, ns=DATA_FORMS), ns=DATA_FORMS), ns=DATA_FORMS)
         outcome = await self._ask(iq("set", E("query", {"queryid": queryid}, form,
-                                              E("set", None, E("max", text="200", ns=RSM), ns=RSM), ns=MAM), to=owner))
+                                              E("set", None, E("max", text="200", ns=RSM), E("before", ns=RSM), ns=RSM), ns=MAM), to=owner))
         if outcome.refused and owner is None:
             if outcome.condition in UNSUPPORTED_CONDITIONS:
                 raise Unsupported(f"the IUT does not offer a message archive (XEP-0313): <{outcome.condition}/>")
@@ -553,7 +558,11 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
                 client.start_pump()
                 self.streams.append(client)  # it is mallory's too: whatever reaches it reached mallory
                 await client.send(presence())
-                granted.append(f"{mechanism} → bound {jid}")
+                if str(jid.bare) == other.bare:
+                    granted.append(f"{mechanism} → bound {jid}")
+                else:
+                    note(f"{mechanism}: the IUT ignored the authzid {other.bare} and bound {jid}; "
+                         f"RFC 6120 §6.3.8 expects <invalid-authzid/>")
             return Outcome(refused=not granted, data=granted, detail="; ".join(granted))
         return self._call(run)
 

@@ -14,7 +14,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from conformance.roles import Outcome, Update
-from conformance.verdicts import SetupFailed, note
+from conformance.verdicts import SetupFailed, Unsupported, note
 
 from .client import StreamEnded
 from .codec import forms
@@ -101,6 +101,10 @@ class PepVerbs:
                       E("configure", None, _config_form(fields), ns=PUBSUB)]
             answer = await self._iq(iq("set", _pubsub(*create)))
         self._require_feature(answer, "PEP node configuration (XEP-0060 §8.2)")
+        if answer.get("type") == "error" and error_condition(answer) in ("not-acceptable", "bad-request"):
+            # XEP-0060 §8.2.5: a configuration the service does not support is refused as not acceptable.
+            raise Unsupported(f"the IUT does not offer this node configuration ({fields}): "
+                              f"<{error_condition(answer)}/>")
         if answer.get("type") != "result":
             raise SetupFailed(f"{self.name} could not configure her node {node} ({fields}): "
                               f"<{error_condition(answer)}/>")
