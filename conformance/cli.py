@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
                   file=sys.stderr)
             return EXIT_USAGE
         try:
-            profile = load(args.profile)
+            profile = load(args.profile, secrets=not args.start)
         except ProfileError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE

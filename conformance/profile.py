@@ -94,13 +94,14 @@ def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[t
     return table
 
 
-def load(path: str | Path) -> Profile:
+def load(path: str | Path, *, secrets: bool = True) -> Profile:
+    """`secrets=False` checks a profile whose passwords only exist once its target has been started."""
     path = Path(path)
     data = tomlfile.read(path, "profile", ProfileError)
-    return parse(data, path)
+    return parse(data, path, secrets=secrets)
 
 
-def parse(data: dict, path: Path, *, embedded: bool = False) -> Profile:
+def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = True) -> Profile:
     for key in data:
         if key not in ("target", "accounts", "timeouts", "control"):
             raise ProfileError(f"{path}: unknown section [{key}] (known: accounts, control, target, timeouts)")
@@ -141,7 +142,7 @@ def parse(data: dict, path: Path, *, embedded: bool = False) -> Profile:
         if "password" in raw and "password_env" in raw:
             raise ProfileError(f"{path}: 'accounts.{key}' has both password and password_env; keep one")
         if "password_env" in raw:
-            password = os.environ.get(raw["password_env"])
+            password = os.environ.get(raw["password_env"], None if secrets else "")
             if password is None:
                 raise ProfileError(f"{path}: 'accounts.{key}.password_env' names {raw['password_env']}, "
                                    f"which is not set in the environment")
