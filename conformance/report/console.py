@@ -18,13 +18,14 @@ def table(run: RunResult) -> list[str]:
         sections.setdefault(section, {v: 0 for v in COLUMNS})[test.verdict] += 1
     used = [v for v in COLUMNS if any(row[v] for row in sections.values())] or [Verdict.PASS]
     width = max([len(s) for s in sections] + [7])
-    header = f"{'section':<{width}}  " + "  ".join(f"{v.label:>5}" for v in used)
+    sizes = {v: max(5, len(v.label)) for v in used}
+    header = f"{'section':<{width}}  " + "  ".join(f"{v.label:>{sizes[v]}}" for v in used)
     lines = [header, "-" * len(header)]
     order = sorted(sections, key=lambda s: catalogue.section_key(s.split(" ", 1)[0].lstrip("§")))
     for section in order:
         row = sections[section]
-        lines.append(f"{section:<{width}}  " + "  ".join(f"{row[v] or '.':>5}" for v in used))
+        lines.append(f"{section:<{width}}  " + "  ".join(f"{row[v] or '.':>{sizes[v]}}" for v in used))
     totals = run.summary()
     lines.append("-" * len(header))
-    lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals[v.value]:>5}" for v in used))
+    lines.append(f"{'total':<{width}}  " + "  ".join(f"{totals[v.value]:>{sizes[v]}}" for v in used))
     return lines
