@@ -181,21 +181,22 @@ class Session:
             self.close("host-unknown", f"this service is {self.service.config.domain}")
             return
         features = E("{http://etherx.jabber.org/streams}features")
+        plaintext_allowed = self.service.flawed("starttls-optional")
         if not self.tls:
-            features.append(E("starttls", None, E("required", ns=TLS), ns=TLS))
-        elif self.user is None:
+            features.append(E("starttls", None, None if plaintext_allowed else E("required", ns=TLS), ns=TLS))
+        if (self.tls or plaintext_allowed) and self.user is None:
             mechs = E("mechanisms", ns=SASL)
             for name in (*SCRAM_MECHANISMS, "PLAIN"):
                 mechs.append(E("mechanism", text=name, ns=SASL))
             features.append(mechs)
-        elif self.jid is None:
+        elif self.user is not None and self.jid is None:
             features.append(E("bind", ns=BIND))
             features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
             features.append(self.service.sm.feature())
         self.emit(features)
 
     async def _on_unit(self, unit: Element) -> None:
-        if not self.tls:
+        if not self.tls and (unit.tag == q(TLS, "starttls") or not self.service.flawed("starttls-optional")):
             await self._pre_tls(unit)
         elif self.user is None and not self.anonymous:
             self._pre_auth(unit)

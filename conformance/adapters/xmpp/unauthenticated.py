@@ -1,23 +1,36 @@
-"""Streams that never prove an identity: after STARTTLS (or stopped after SASL, before binding) they send what
+"""Streams that never prove an identity: after STARTTLS, in plaintext, or stopped after SASL before binding, they send what
 only an authenticated party may send, claiming whatever identity the test asks for. The IUT must refuse it all.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING
 
 from conformance.roles import Reaction, Update
 from conformance.verdicts import SetupFailed, note
 
-from .client import StreamEnded, XmppClient
-from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, error_condition, iq, kind, message, presence, q
+from .client import ProtocolViolation, StreamEnded, XmppClient
+from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, TLS, error_condition, iq, kind, message, presence, q
 from .codec.xml import E, Element
 from .observe import describe
 from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .party import XmppParty
+
+
+@dataclasses.dataclass(frozen=True)
+class Offer:
+    starttls: bool
+    starttls_required: bool
+    mechanisms: list[str]
+    tls: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return self.detail
 
 
 class UnauthenticatedStream:
@@ -156,6 +169,16 @@ class UnauthenticatedStream:
             return Reaction(closed=True, detail=client.end_reason())
         return Reaction(detail=f"no answer within {timeout:g}s")
 
+    @property
+    def offer(self) -> "Offer":
+        """What the IUT offered on this stream before anything was negotiated."""
+        features = self.client.features
+        starttls = self.client.feature(TLS, "starttls")
+        return Offer(starttls=starttls is not None,
+                     starttls_required=starttls is not None and starttls.find(q(TLS, "required")) is not None,
+                     mechanisms=self.client.mechanisms(), tls=self.client.conn.tls_active,
+                     detail=describe(features) if features is not None else "no features")
+
     def reaction(self) -> Reaction:
         """How the IUT treated the last thing sent: stream error, stanza error, processed, or silence (T_CLOSE)."""
         reaction = self.rt.call(self._reaction, self.rt.timeouts.close)
@@ -168,14 +191,14 @@ class UnauthenticatedStream:
 
     # -- authentication attempts -------------------------------------------------------------------------------------------
 
-    def guesses_password_of(self, party: "XmppParty") -> Reaction:
-        """Authenticate as `party` with a wrong password."""
+    def guesses_password_of(self, party: "XmppParty", *, mechanism: str | None = None) -> Reaction:
+        """Authenticate as `party` with a wrong password (so no real secret ever travels, even in plaintext)."""
         wrong = "not-" + self.rt.canary("password")
 
         async def run():
             if self.client.ended:
                 return Reaction(closed=True, detail=self.client.end_reason())
-            result = await self.client.authenticate(party.account.username, wrong)
+            result = await self.client.authenticate(party.account.username, wrong, mechanism=mechanism)
             if result.success:
                 return Reaction(answered=True, detail=f"{result.mechanism} succeeded")
             if self.client.stream_error is not None:
@@ -194,12 +217,21 @@ class Unauthenticated:
         self.cast = cast
         self._count = 0
 
-    def connect(self) -> UnauthenticatedStream:
+    def connect(self, *, tls: bool = True) -> UnauthenticatedStream:
+        """A fresh stream, after STARTTLS unless `tls=False` (then it stays in plaintext, ignoring the offer)."""
         self._count += 1
-        label = f"unauthenticated#{self._count}"
+        label = f"unauthenticated#{self._count}" + ("" if tls else "-plaintext")
 
         async def run():
-            return await self.rt.secure_stream("unauthenticated")
+            if tls:
+                return await self.rt.secure_stream("unauthenticated")
+            client = await self.rt.connect("unauthenticated")
+            try:
+                await client.open_stream()
+            except (StreamEnded, ProtocolViolation, asyncio.TimeoutError) as exc:
+                await client.close()
+                raise SetupFailed(f"the IUT did not open a plaintext stream: {exc or type(exc).__name__}") from None
+            return client
         client = self.rt.call(run)
         stream = UnauthenticatedStream(self.rt, client, label, self.cast)
         self.cast.extra_streams.append(stream)
