@@ -1,0 +1,92 @@
+"""The role contract: every verb the suite may say, in IMPP terms. An adapter for another protocol family implements
+these on its parties and streams (raising `Unsupported` where its protocol has no equivalent); a project test checks
+that the suite uses no verb outside this list and that the XMPP adapter implements all of them.
+"""
+
+# Authenticated parties: alice (presentity, inbox), bob (watcher, sender), mallory (an authenticated attacker).
+PARTY = {
+    # identity and presence on the service
+    "bare": "the party's address without a device part",
+    "full_jid": "the address of the party's current session (device)",
+    "resource": "the device part of that address",
+    "goes_offline": "publish unavailable presence with a status canary and disconnect",
+    "comes_online": "log in again and announce availability (stored messages arrive now)",
+    "stays_connected": "the IUT has not ended the party's session (a check)",
+    # arranging disclosure and delivery permissions
+    "requests_subscription_to": "ask to watch another party's presence",
+    "approves": "make another party an authorized watcher (the whole handshake)",
+    "refuses": "refuse another party's pending request",
+    "revokes": "cancel another party's authorization to watch",
+    "adds_contact": "put another party into the own contact list, granting nothing",
+    "blocks": "block another party (or an address given as text) from messages and presence",
+    "unblocks": "lift a block",
+    "puts_in_group": "file a contact under a group of the own contact list",
+    # reading own state
+    "roster": "the own contact list with its subscription states",
+    "subscription_to": "the own subscription state towards another party",
+    "blocklist": "the own blocklist",
+    "archive": "the own stored messages",
+    "enables_carbons": "ask for copies of the own traffic on every device",
+    # publishing
+    "publishes_presence": "publish presence carrying a canary",
+    "sends_message": "send a message carrying a canary (optionally claiming another sender)",
+    "sends_presence": "publish presence while claiming another identity",
+    "sends_subscription_request": "ask to watch someone while claiming another identity",
+    "sends_approval": "approve a subscription (unsolicited, or claiming another identity)",
+    "sends_cancellation": "cancel a subscription, whatever the relationship",
+    "probes": "fetch another party's current presence",
+    # observing (checks)
+    "receives": "an update is delivered to the party within T_POS",
+    "does_not_receive": "nothing disclosing an update reaches the party (ends on a fence)",
+    "receives_unavailable_from": "a revocation is followed by unavailable presence",
+    # attacks on someone else's data
+    "reads_watchers_of": "ask for another party's watcher information",
+    "changes_permissions_of": "try to grant oneself a place among another party's watchers",
+    "unblocks_on_behalf_of": "try to lift a block another party set",
+    "grants_itself_subscription_to": "try to write a subscription into the own contact list directly",
+    "asks_last_activity_of": "ask when another party was last active",
+    "pings": "send a request to an address (e.g. a device of another party)",
+    "reads_archive_of": "query another party's stored messages",
+    "logs_in_as": "authenticate with own credentials but ask to act as another party",
+    "binds_another_session": "log in on a second session with a chosen device name",
+    # published presence beyond status (personal eventing)
+    "publishes_pep_item": "publish an item carrying a canary to an own presence node",
+    "restricts_node_to_group": "let only one contact group read an own presence node",
+    "configures_node": "change an own presence node's settings",
+    "node_settings": "an own presence node's settings and affiliations",
+    "has_node": "does the own presence node exist",
+    "fetches_items_of": "read another party's presence node",
+    "publishes_to": "try to publish into another party's presence node",
+    "retracts_item_of": "try to delete an item of another party's presence node",
+    "changes_publishers_of": "try to change who may publish to another party's presence node",
+    "reconfigures_node_of": "try to change another party's presence node settings",
+    "creates_node_on": "try to create a node on another party's presence service",
+    # sessions that survive a lost connection
+    "enables_stream_management": "make the session resumable",
+    "loses_connection": "drop the connection without closing the session",
+    "resumes_session": "resume the own session on a new connection",
+    "resumes_session_after_binding": "try to resume after a fresh session is already bound",
+    "resumes_session_of": "try to resume another party's session",
+    "acknowledges_more_than_received": "claim to have handled more than the IUT sent",
+    "messages_not_recovered": "which of the given messages never reached the party, by any path",
+}
+
+# Streams that never prove an identity (the `unauthenticated` fixture hands them out).
+UNAUTHENTICATED = {
+    "connect": "a fresh stream, after STARTTLS or (tls=False) in plaintext",
+    "connect_as_after_sasl": "a stream where a party authenticated but never bound a session",
+}
+STREAM = {
+    "offer": "what the IUT offered before anything was negotiated",
+    "reaction": "how the IUT treated the last thing sent (refusal, answer, silence)",
+    "sends_presence": "publish presence claiming an identity",
+    "sends_message": "send a message (optionally claiming a sender)",
+    "requests_subscription_to": "ask to watch a party, claiming an identity",
+    "approves": "approve a subscription, claiming an identity",
+    "reads_roster": "ask for a contact list, claiming an identity",
+    "changes_permissions_of": "try to change a party's watchers",
+    "blocks": "try to change a party's blocklist",
+    "binds_resource": "ask for a session without having authenticated",
+    "enables_stream_management": "ask for a resumable session without having authenticated",
+    "guesses_password_of": "authenticate as a party with a wrong password",
+}

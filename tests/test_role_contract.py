@@ -1,0 +1,48 @@
+"""The suite speaks only the verbs of the role contract, and the XMPP adapter implements every one of them."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from conformance.adapters.xmpp.party import XmppParty
+from conformance.adapters.xmpp.unauthenticated import Unauthenticated, UnauthenticatedStream
+from conformance.roles.contract import PARTY, STREAM, UNAUTHENTICATED
+
+SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
+PARTIES = {"alice", "bob", "mallory", "party", "reader"}
+
+
+def _verbs_used() -> tuple[set[str], set[str], set[str]]:
+    """Attributes the suite takes from parties, from `unauthenticated`, and from the streams it hands out."""
+    on_parties, on_factory, on_streams = set(), set(), set()
+    for module in SUITE.glob("test_*.py"):
+        tree = ast.parse(module.read_text())
+        streams = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+                   and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+                   and isinstance(node.value.func.value, ast.Name) and node.value.func.value.id == "unauthenticated"
+                   for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                owner = node.value.id
+                if owner in PARTIES:
+                    on_parties.add(node.attr)
+                elif owner == "unauthenticated":
+                    on_factory.add(node.attr)
+                elif owner in streams:
+                    on_streams.add(node.attr)
+    return on_parties, on_factory, on_streams
+
+
+def test_the_suite_speaks_only_contract_verbs():
+    on_parties, on_factory, on_streams = _verbs_used()
+    assert on_parties - PARTY.keys() - {"name"} == set()
+    assert on_factory <= UNAUTHENTICATED.keys()
+    assert on_streams <= STREAM.keys()
+    assert len(on_parties) > 30 and on_streams
+
+
+def test_the_xmpp_adapter_implements_the_whole_contract():
+    assert [v for v in PARTY if not hasattr(XmppParty, v)] == []
+    assert [v for v in UNAUTHENTICATED if not hasattr(Unauthenticated, v)] == []
+    assert [v for v in STREAM if not hasattr(UnauthenticatedStream, v)] == []
