@@ -480,3 +480,10 @@ def unauthenticated(cast):
     """A factory of streams that never authenticate."""
     return cast.unauthenticated
 
+
+@pytest.fixture
+def eavesdropper(cast):
+    """A passive eavesdropper on every connection the test's parties make to the IUT."""
+    from conformance.attacker.eavesdropper import Eavesdropper
+    return Eavesdropper(cast.rt.recorder)
+

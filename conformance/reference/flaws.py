@@ -35,7 +35,7 @@ _FLAWS = [
          ("IMPP-5.1-3",)),
     Flaw("starttls-optional",
          "offers STARTTLS without requiring it, and SASL (PLAIN included) on the plaintext stream",
-         ("IMPP-T1-4",)),
+         ("IMPP-5.1-7", "IMPP-T1-4")),
     Flaw("roster-readable-by-others",
          "answers a roster get addressed to another user's bare JID with that user's roster",
          ("IMPP-5.1-4",)),

@@ -12,6 +12,7 @@ PARTY = {
     "goes_offline": "publish unavailable presence with a status canary and disconnect",
     "comes_online": "log in again and announce availability (stored messages arrive now)",
     "stays_connected": "the IUT has not ended the party's session (a check)",
+    "leaves_security_to_the_service": "reconnect as a client that encrypts only where the service insists",
     # arranging disclosure and delivery permissions
     "requests_subscription_to": "ask to watch another party's presence",
     "approves": "make another party an authorized watcher (the whole handshake)",

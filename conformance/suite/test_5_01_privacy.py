@@ -99,3 +99,16 @@ def test_no_one_resumes_another_inbox_session(alice, bob, mallory):
     with positive_control():
         alice.receives(update)
     mallory.does_not_receive(update)
+
+
+@case("IMPP-5.1-7")
+def test_a_passive_eavesdropper_learns_nothing(alice, bob, eavesdropper):
+    for party in (alice, bob):
+        party.leaves_security_to_the_service()
+    alice.approves(bob)
+    status = alice.publishes_presence()
+    note = bob.sends_message(to=alice)
+    with positive_control():
+        bob.receives(status)
+        alice.receives(note)
+    eavesdropper.finds_nothing_of(status, note)

@@ -72,8 +72,8 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         return self.rt.call(fn, *args)
 
     async def _login(self, resource: str | None = None, authzid: str | None = None, mechanism: str | None = None,
-                     available: bool = True) -> XmppClient:
-        client = await self.rt.secure_stream(self.name)
+                     available: bool = True, insist_on_tls: bool = True) -> XmppClient:
+        client = await self.rt.secure_stream(self.name, insist=insist_on_tls)
         result = await client.authenticate(self.account.username, self.account.password, mechanism=mechanism,
                                            authzid=authzid)
         if not result.success:
@@ -89,6 +89,12 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         client.start_pump()
         self.streams.append(client)
         if available:
+            # RFC 6121 §2.2: request the roster before initial presence, which makes this an "interested
+            # resource" to which the service delivers subscription state changes (Prosody does only then).
+            try:
+                await client.request(iq("get", E("query", ns=ROSTER)))
+            except (StreamEnded, asyncio.TimeoutError):
+                pass
             await client.send(presence())
         return client
 
@@ -183,6 +189,16 @@ class XmppParty(PepVerbs, StreamManagementVerbs):
         """Log in again on a new stream and send initial presence (offline messages arrive now)."""
         async def run():
             self.main = await self._login()
+            await self._ping()
+        self._call(run)
+
+    def leaves_security_to_the_service(self) -> None:
+        """Log in again as a client that starts TLS only where the service requires it (as many do): whether the
+        party's traffic is then encrypted is up to the IUT alone."""
+        async def run():
+            if self.main is not None and not self.main.ended:
+                await self.main.close()
+            self.main = await self._login(insist_on_tls=False)
             await self._ping()
         self._call(run)
 

@@ -18,6 +18,7 @@ from conformance.transport.wire import Recorder
 from conformance.verdicts import SetupFailed
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
+from .codec.stanza import TLS, q
 from .codec.xml import Limits
 
 DEFAULT_PORT = 5222
@@ -89,8 +90,9 @@ class Runtime:
             raise TargetUnreachable(str(exc)) from None
         return XmppClient(conn, self.domain, limits=self.limits, timeout=self.timeouts.step)
 
-    async def secure_stream(self, role: str) -> XmppClient:
-        """A stream after STARTTLS (or direct TLS), ready for SASL."""
+    async def secure_stream(self, role: str, *, insist: bool = True) -> XmppClient:
+        """A stream after STARTTLS (or direct TLS), ready for SASL. With `insist=False` the harness behaves like a
+        client that leaves security to the service: it starts TLS only if the service declares it required."""
         client = await self.connect(role)
         try:
             if self.profile.target.tls == "direct":
@@ -99,7 +101,9 @@ class Runtime:
                 await client.open_stream()
             else:
                 await client.open_stream()
-                await client.starttls(self.tls_context())
+                starttls = client.feature(TLS, "starttls")
+                if insist or (starttls is not None and starttls.find(q(TLS, "required")) is not None):
+                    await client.starttls(self.tls_context())
         except HandshakeFailed as exc:
             await client.close()
             raise SetupFailed(f"TLS with the IUT failed: {exc}") from None
