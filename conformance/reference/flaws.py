@@ -53,7 +53,7 @@ _FLAWS = [
          ("IMPP-5.2-1",)),
     Flaw("trusts-client-from",
          "keeps the 'from' address a client put on its stanzas instead of stamping the authenticated JID",
-         ("IMPP-5.2-2", "IMPP-5.5-2", "IMPP-5.6-2")),
+         ("IMPP-5.2-2", "IMPP-5.5-2")),
     Flaw("stanza-before-bind-routed",
          "routes stanzas sent after SASL but before resource binding",
          ("IMPP-5.4-1",)),
