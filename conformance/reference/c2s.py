@@ -9,6 +9,7 @@ hibernates, and a later stream of the same user may resume it in place of bindin
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 import ssl
 import traceback
@@ -186,7 +187,7 @@ class Session:
             features.append(E("starttls", None, None if plaintext_allowed else E("required", ns=TLS), ns=TLS))
         if (self.tls or plaintext_allowed) and self.user is None:
             mechs = E("mechanisms", ns=SASL)
-            for name in (*SCRAM_MECHANISMS, "PLAIN"):
+            for name in self._mechanisms():
                 mechs.append(E("mechanism", text=name, ns=SASL))
             features.append(mechs)
         elif self.user is not None and self.jid is None:
@@ -294,8 +295,17 @@ class Session:
             return None
         return user if user in self.service.store.accounts else None
 
+    def _mechanisms(self) -> tuple[str, ...]:
+        # PLAIN only where a flaw wants it: next to SCRAM it would only put a reusable secret on the wire
+        # (RFC 6120 §13.8.3).
+        plain = self.service.flawed("authzid-honoured") or (self.service.flawed("starttls-optional") and not self.tls)
+        return (*SCRAM_MECHANISMS, "PLAIN") if plain else SCRAM_MECHANISMS
+
     def _sasl_auth(self, unit: Element) -> None:
         mechanism = unit.get("mechanism", "")
+        if mechanism not in self._mechanisms():
+            self._sasl_failure("invalid-mechanism")
+            return
         try:
             data = sasl.unb64(unit.text)
         except ValueError:
@@ -362,7 +372,11 @@ class Session:
                 return salt, stored, server, iterations
             return info
 
-        server = ScramMechanism(mechanism).make_server(auth_fn)
+        # Flaw 'scram-nonce-reused': a server nonce derived from the user name instead of fresh randomness, so a
+        # recorded exchange verifies again.
+        s_nonce = hashlib.sha256(username.encode()).hexdigest()[:24] if self.service.flawed("scram-nonce-reused") \
+            else None
+        server = ScramMechanism(mechanism).make_server(auth_fn, s_nonce=s_nonce)
         try:
             server.set_client_first(first)
             challenge = server.get_server_first()

@@ -77,6 +77,11 @@ class Presence:
             self.directed(session, sender, stanza, to)
 
     def broadcast(self, session: "Session | None", sender: JID, stanza: Element) -> None:
+        if self.service.flawed("presence-extensions-dropped"):
+            # Flaw: presence rebuilt from the fields the service understands; everything else is lost.
+            for child in list(stanza):
+                if child.tag not in (q(CLIENT, "show"), q(CLIENT, "status"), q(CLIENT, "priority")):
+                    stanza.remove(child)
         unavailable = stanza.get("type") == "unavailable"
         owner = sender.local
         initial = session is not None and not session.available and not unavailable

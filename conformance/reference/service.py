@@ -217,6 +217,9 @@ class Service:
             return
         recipient = to.local
         mtype = stanza.get("type", "normal")
+        if self.flawed("long-bodies-truncated"):
+            for body in stanza.findall(q(CLIENT, "body")):
+                body.text = (body.text or "")[:4096]  # flaw: a fixed-size buffer for message text
         storable = self.storable(stanza)
         archivable = storable and stanza.find(q(HINTS, "no-permanent-store")) is None  # XEP-0334 §4.1
         if sender_local and archivable and sender_local != recipient:

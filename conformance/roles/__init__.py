@@ -26,6 +26,7 @@ class Update:
     marks: dict[str, int] = dataclasses.field(default_factory=dict)  # party name -> index of its received units
     fence: Any = None  # coroutine function: returns once the IUT has processed what the sender did so far
     reveal_availability: bool = True  # for presence: does seeing the sender online at all count as disclosure?
+    payload: Any = None  # what exactly was sent, where the test compares it with what arrived
 
 
 @dataclasses.dataclass

@@ -36,10 +36,14 @@ PARTY = {
     "sends_approval": "approve a subscription (unsolicited, or claiming another identity)",
     "sends_cancellation": "cancel a subscription, whatever the relationship",
     "probes": "fetch another party's current presence",
+    "publishes_detailed_presence": "publish presence with every kind of content a watcher must see unaltered",
+    "sends_detailed_message": "send a message with every kind of content an inbox must see unaltered",
+    "replays_own_login": "log in, then replay the recorded authentication exchange on a new connection",
     # observing (checks)
     "receives": "an update is delivered to the party within T_POS",
     "does_not_receive": "nothing disclosing an update reaches the party (ends on a fence)",
     "receives_unavailable_from": "a revocation is followed by unavailable presence",
+    "receives_unaltered": "an update arrives with everything its sender put in it unmodified",
     # attacks on someone else's data
     "reads_watchers_of": "ask for another party's watcher information",
     "changes_permissions_of": "try to grant oneself a place among another party's watchers",

@@ -69,6 +69,7 @@ class XmppClient:
         self._changed = asyncio.Event()
         self._pump: asyncio.Task | None = None
         self.auto_reply = True
+        self.sasl_sent: list[str] = []  # the client's SASL messages of the last exchange (for replay tests)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
@@ -208,7 +209,9 @@ class XmppClient:
 
     async def _auth_scram(self, mechanism: str, username: str, password: str, authzid: str | None) -> AuthResult:
         client = sasl.scram_client(mechanism, username, password, authzid)
-        await self.send(E("auth", {"mechanism": mechanism}, text=sasl.b64(client.get_client_first()), ns=SASL))
+        client_first = client.get_client_first()
+        self.sasl_sent = [client_first]
+        await self.send(E("auth", {"mechanism": mechanism}, text=sasl.b64(client_first), ns=SASL))
         answer = await self.read_unit()
         if answer.tag != q(SASL, "challenge"):
             return self._auth_outcome(mechanism, answer)
@@ -217,6 +220,7 @@ class XmppClient:
             final = client.get_client_final()
         except (ValueError, UnicodeError, sasl.scramp.ScramException) as exc:
             raise ProtocolViolation(f"malformed SCRAM server-first-message: {exc}") from None
+        self.sasl_sent.append(final)
         await self.send(E("response", text=sasl.b64(final), ns=SASL))
         answer = await self.read_unit()
         if answer.tag == q(SASL, "challenge"):  # server-final sent as a challenge (RFC 6120 §6.4.6 allows it)

@@ -22,6 +22,7 @@ from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, FORWARD, HINTS, LAST, 
                            error_condition, iq, kind, message, new_id, presence, q)
 from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
+from .integrity import IntegrityVerbs
 from .pep import PepVerbs
 from .runtime import Runtime
 from .stream_management import StreamManagementVerbs
@@ -36,7 +37,7 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty(PepVerbs, StreamManagementVerbs):
+class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name
