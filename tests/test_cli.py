@@ -218,3 +218,29 @@ def test_start_without_start_commands_is_a_usage_error(tmp_path):
     done = run_cli("run", "--start", "--profile", str(profile_for(tmp_path, 1)), "--out", str(tmp_path),
                    cwd=tmp_path)
     assert done.returncode == 3 and "control.start" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_killed_harness_leaves_no_reference_service_behind(tmp_path):
+    """If the harness dies abruptly (SIGKILL, a CI timeout), the reference service it started stops by itself."""
+    run = subprocess.Popen([sys.executable, "-m", "conformance.cli", "run", "--out", str(tmp_path / "reports"),
+                            "--run-id", "killed"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           cwd=tmp_path)
+    pid_line = None
+    deadline = time.monotonic() + 60
+    log = tmp_path / "reports" / "killed" / "reference" / "service.log"
+    while time.monotonic() < deadline and pid_line is None:
+        if log.exists() and "connection from" in log.read_text():
+            pid_line = True
+        time.sleep(0.05)
+    assert pid_line, "the run never reached the reference service"
+    children = subprocess.run(["pgrep", "-f", "--", f"--data {tmp_path}/reports/killed/reference"],
+                              capture_output=True, text=True).stdout.split()
+    assert children
+    run.kill()
+    run.wait(30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and any(Path(f"/proc/{pid}").exists() for pid in children):
+        time.sleep(0.05)
+    alive = [pid for pid in children if Path(f"/proc/{pid}").exists()
+             and "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()]
+    assert not alive, f"reference service still running after its harness was killed: {alive}"

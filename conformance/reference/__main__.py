@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,7 +30,7 @@ def profile_text(service: Service, port: int) -> str:
         comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.")
 
 
-async def serve(config: ServiceConfig, announce) -> None:
+async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:
     service = Service(config)
     port = await service.start()
     profile_path = config.data_dir / "profile.toml"
@@ -39,6 +40,14 @@ async def serve(config: ServiceConfig, announce) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    if exit_with_parent:
+        # The harness holds our stdin open; end of file means it is gone (even if it was killed), so stop too
+        # rather than linger as an orphan listening on loopback.
+        def parent_gone() -> None:
+            if not os.read(sys.stdin.fileno(), 1024):
+                loop.remove_reader(sys.stdin.fileno())
+                stop.set()
+        loop.add_reader(sys.stdin.fileno(), parent_gone)
     await stop.wait()
     await service.stop()
 
@@ -49,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
     parser.add_argument("--domain", default="iut.test")
     parser.add_argument("--flaw", action="append", default=[], help="switch on a flaw (repeatable)")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when standard input reaches end of file (the launching process went away)")
     args = parser.parse_args(argv)
     try:
         flaws = check(args.flaw)
@@ -61,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
 
     config = ServiceConfig(data_dir=args.data, port=args.port, domain=args.domain, flaws=flaws)
     try:
-        asyncio.run(serve(config, announce))
+        asyncio.run(serve(config, announce, exit_with_parent=args.exit_with_parent))
     except OSError as exc:
         print(f"error: cannot listen on 127.0.0.1:{args.port}: {exc.strerror or exc}", file=sys.stderr)
         return 3

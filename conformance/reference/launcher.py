@@ -30,13 +30,14 @@ class ReferenceProcess:
 
     def start(self, timeout: float = 30.0) -> profiles.Profile:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        # --exit-with-parent: the service stops when our end of its stdin closes, even if we are killed.
         command = [sys.executable, "-m", "conformance.reference", "--data", str(self.data_dir),
-                   "--port", str(self.port)]
+                   "--port", str(self.port), "--exit-with-parent"]
         for flaw in self.flaws:
             command += ["--flaw", flaw]
         stderr = open(self.data_dir / "stderr.log", "ab")
         env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, env=env,
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr, env=env,
                                         start_new_session=True)
         stderr.close()
         line = self._read_line(timeout)
@@ -80,8 +81,9 @@ class ReferenceProcess:
             process.kill()
             process.wait(timeout)
         finally:
-            if process.stdout:
-                process.stdout.close()
+            for pipe in (process.stdin, process.stdout):
+                if pipe:
+                    pipe.close()
             self.process = None
 
     def restart(self, kill: bool = False) -> profiles.Profile:
