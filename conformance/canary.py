@@ -9,7 +9,3 @@ import uuid
 def make(case_id: str, label: str) -> str:
     short = re.sub(r"[^0-9A-Za-z._]", "", case_id.removeprefix("IMPP-").replace("-", "_"))
     return f"CAN-{short}-{label}-{uuid.uuid4().hex[:10]}"
-
-
-def found_in(canary: str, text: str) -> bool:
-    return canary in text

@@ -12,23 +12,41 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
-class HostileTarget:
-    """mode: 'garbage' (random bytes at once), 'close' (accept, then close), 'silent' (accept, never answer),
-    'not-xml' (answers the stream header with a non-XML line)."""
+class _LoopbackServer:
+    """A threaded TCP server on 127.0.0.1 (any free port) whose connections go to `handle(conn)`; a context manager."""
 
-    def __init__(self, mode: str):
-        self.mode = mode
-        target = self
+    def __init__(self):
+        outer = self
 
         class Handler(socketserver.BaseRequestHandler):
             def handle(self):
-                target.behave(self.request)
+                outer.handle(self.request)
 
         self.server = _Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
-    def behave(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class HostileTarget(_LoopbackServer):
+    """mode: 'garbage' (random bytes at once), 'close' (accept, then close), 'silent' (accept, never answer),
+    'not-xml' (answers the stream header with a non-XML line)."""
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        super().__init__()
+
+    def handle(self, conn: socket.socket) -> None:
         conn.settimeout(30)
         try:
             if self.mode == "garbage":
@@ -44,16 +62,8 @@ class HostileTarget:
         finally:
             conn.close()
 
-    def __enter__(self) -> "HostileTarget":
-        self.thread.start()
-        return self
 
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class CutAfter:
+class CutAfter(_LoopbackServer):
     """Forwards the first `keep` connections to a real target, then cuts every later one right after accepting it:
     a target that goes away in the middle of a run."""
 
@@ -62,17 +72,9 @@ class CutAfter:
         self.keep = keep
         self.accepted = 0
         self.lock = threading.Lock()
-        outer = self
+        super().__init__()
 
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self):
-                outer.relay(self.request)
-
-        self.server = _Server(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def relay(self, conn: socket.socket) -> None:
+    def handle(self, conn: socket.socket) -> None:
         with self.lock:
             self.accepted += 1
             cut = self.accepted > self.keep
@@ -100,11 +102,3 @@ class CutAfter:
         back.join(30)
         conn.close()
         upstream.close()
-
-    def __enter__(self) -> "CutAfter":
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.shutdown()
-        self.server.server_close()

@@ -164,7 +164,7 @@ class Pep:
         raw = to_bytes(payload[0], CLIENT).decode()
         if len(raw) > MAX_PAYLOAD_BYTES:
             raise Refused("not-acceptable", "modify", "payload-too-big")
-        wanted = forms.values(options.find(f".//{{jabber:x:data}}x")) if options is not None else {}
+        wanted = forms.values(options.find(".//{jabber:x:data}x")) if options is not None else {}
         node = self.store.pep.get(owner, {}).get(name)
         if node is None:
             if not is_owner:

@@ -14,7 +14,6 @@ import secrets
 import ssl
 import time
 import uuid
-from pathlib import Path
 
 from conformance import pki
 from conformance.adapters.xmpp.codec.jid import JID, JidError

@@ -78,7 +78,3 @@ class RunResult:
         tmp = path.with_suffix(".tmp")
         tmp.write_text(json.dumps(self.to_json(), indent=2), encoding="utf-8")
         tmp.replace(path)
-
-
-def load(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8"))

@@ -34,7 +34,7 @@ class XmppAdapter:
         host, port = self.address
         try:
             for party in cast.parties.values():
-                rt.call(party._login, None, None, None, False, timeout=self.profile.timeouts.handshake * 3)
+                rt.call(party._login, None, False, timeout=self.profile.timeouts.handshake * 3)
         except TargetUnreachable:
             raise
         except SetupFailed as exc:

@@ -17,7 +17,7 @@ import dataclasses
 import ssl
 from typing import Callable
 
-from conformance.transport.connection import Connection, ConnectionClosed, HandshakeFailed
+from conformance.transport.connection import Connection, ConnectionClosed
 
 from .codec import sasl
 from .codec.jid import JID

@@ -18,7 +18,7 @@ from conformance.verdicts import SetupFailed, Unsupported, Violation, negative_c
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.jid import JID
-from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, FORWARD, HINTS, LAST, MAM, PING, ROSTER, RSM, SASL,
+from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, HINTS, LAST, MAM, PING, ROSTER, RSM,
                            error_condition, iq, kind, message, new_id, presence, q)
 from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
@@ -72,15 +72,19 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
     def _call(self, fn, *args):
         return self.rt.call(fn, *args)
 
-    async def _login(self, resource: str | None = None, authzid: str | None = None, mechanism: str | None = None,
-                     available: bool = True, insist_on_tls: bool = True) -> XmppClient:
+    async def _authenticated_stream(self, insist_on_tls: bool = True) -> XmppClient:
+        """A stream on which this party has completed SASL, not yet bound."""
         client = await self.rt.secure_stream(self.name, insist=insist_on_tls)
-        result = await client.authenticate(self.account.username, self.account.password, mechanism=mechanism,
-                                           authzid=authzid)
+        result = await client.authenticate(self.account.username, self.account.password)
         if not result.success:
             await client.close()
             raise SetupFailed(f"{self.name} could not log in ({result.mechanism}: <{result.condition}/>); "
                               f"check the account in the profile")
+        return client
+
+    async def _login(self, resource: str | None = None, available: bool = True,
+                     insist_on_tls: bool = True) -> XmppClient:
+        client = await self._authenticated_stream(insist_on_tls)
         try:
             await client.bind(resource)
         except (StreamEnded, ProtocolViolation) as exc:
@@ -202,9 +206,6 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
             self.main = await self._login(insist_on_tls=False)
             await self._ping()
         self._call(run)
-
-    def is_online(self) -> bool:
-        return self.main is not None and not self.main.ended
 
     # -- arranging relationships (SetupFailed when the IUT does not go along) --------------------------------------------
 
@@ -487,15 +488,21 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
 
     # -- requests on someone else's data (the attacks of mallory) ---------------------------------------------------------
 
-    async def _ask(self, request: Element, feature: str | None = None) -> Outcome:
+    async def _answer_or_refusal(self, request: Element, kind_: type[Outcome] = Outcome) -> Element | Outcome:
+        """The IUT's answer to `request`, or, if it closed the stream or said nothing, that refusal as `kind_`."""
         client = await self._ensure_online()
         try:
-            answer = await client.request(request)
+            return await client.request(request)
         except StreamEnded as exc:
             note(f"the IUT closed {self.name}'s stream: {exc}")
-            return Outcome(refused=True, condition=exc.condition or "stream closed", detail=str(exc))
+            return kind_(refused=True, condition=exc.condition or "stream closed", detail=str(exc))
         except asyncio.TimeoutError:
-            return Outcome(refused=True, condition=None, detail="no answer")
+            return kind_(refused=True, condition=None, detail="no answer")
+
+    async def _ask(self, request: Element) -> Outcome:
+        answer = await self._answer_or_refusal(request)
+        if isinstance(answer, Outcome):
+            return answer
         if answer.get("type") == "error":
             return Outcome(refused=True, condition=error_condition(answer), detail=describe(answer))
         return Outcome(refused=False, data=list(answer.iter()), detail=describe(answer))

@@ -8,15 +8,13 @@ item retrieval. Mixed into XmppParty; a server without PEP answers <feature-not-
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import hashlib
 from typing import TYPE_CHECKING
 
 from conformance.roles import Outcome, Update
-from conformance.verdicts import SetupFailed, Unsupported, note
+from conformance.verdicts import SetupFailed, Unsupported
 
-from .client import StreamEnded
 from .codec import forms
 from .codec.stanza import (GEOLOC, NODE_CONFIG, PUBSUB, PUBSUB_ERRORS, PUBSUB_OWNER, ROSTER, error_condition, iq, q)
 from .codec.xml import E, Element, split
@@ -131,7 +129,7 @@ class PepVerbs:
                 if answer.get("type") != "result":
                     raise SetupFailed(f"{self.name} cannot read the {what} of her node {node}: "
                                       f"<{error_condition(answer)}/>")
-            values = forms.values(config.find(f".//{{jabber:x:data}}x"))
+            values = forms.values(config.find(".//{jabber:x:data}x"))
             values.pop(forms.FORM_TYPE, None)
             return {"configuration": values,
                     "affiliations": {bare_of(a.get("jid")) or a.get("jid", ""): a.get("affiliation", "")
@@ -153,14 +151,9 @@ class PepVerbs:
     # -- anyone's requests on someone's PEP service --------------------------------------------------------------------
 
     async def _pubsub_ask(self: "XmppParty", request: Element) -> PubsubOutcome:
-        client = await self._ensure_online()
-        try:
-            answer = await client.request(request)
-        except StreamEnded as exc:
-            note(f"the IUT closed {self.name}'s stream: {exc}")
-            return PubsubOutcome(refused=True, condition=exc.condition or "stream closed", detail=str(exc))
-        except asyncio.TimeoutError:
-            return PubsubOutcome(refused=True, condition=None, detail="no answer")
+        answer = await self._answer_or_refusal(request, PubsubOutcome)
+        if isinstance(answer, PubsubOutcome):
+            return answer
         if answer.get("type") == "error":
             return PubsubOutcome(refused=True, condition=error_condition(answer), reason=_reason(answer),
                                  detail=describe(answer))

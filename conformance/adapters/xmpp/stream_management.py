@@ -14,7 +14,7 @@ from conformance.roles import Outcome, Reaction, Update
 from conformance.verdicts import SetupFailed, Unsupported, note
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
-from .codec.stanza import MAM, PING, SM, error_condition, iq, kind, q
+from .codec.stanza import PING, SM, error_condition, iq, kind, q
 from .codec.xml import E, Element
 from .observe import carries, describe
 
@@ -68,14 +68,6 @@ class StreamManagementVerbs:
             client.drop()
             self.main = None
         self._call(run)
-
-    async def _authenticated_stream(self: "XmppParty") -> XmppClient:
-        client = await self.rt.secure_stream(self.name)
-        result = await client.authenticate(self.account.username, self.account.password)
-        if not result.success:
-            await client.close()
-            raise SetupFailed(f"{self.name} could not log in ({result.mechanism}: <{result.condition}/>)")
-        return client
 
     async def _resume(self: "XmppParty", client: XmppClient, previd: str, h: int) -> Outcome:
         try:

@@ -241,14 +241,7 @@ class Unauthenticated:
         """A stream where `party` completed SASL but never bound a resource (RFC 6120 §7: nothing is routed yet)."""
         self._count += 1
 
-        async def run():
-            client = await self.rt.secure_stream(party.name)
-            result = await client.authenticate(party.account.username, party.account.password)
-            if not result.success:
-                await client.close()
-                raise SetupFailed(f"{party.name} could not authenticate: <{result.condition}/>")
-            return client
-        client = self.rt.call(run)
+        client = self.rt.call(party._authenticated_stream)
         stream = UnauthenticatedStream(self.rt, client, f"{party.name}-unbound", self.cast)
         self.cast.extra_streams.append(stream)
         return stream

@@ -153,9 +153,3 @@ def presence(to: str | None = None, type_: str | None = None, *children: Element
              E(q(ns, "show"), text=show) if show else None,
              E(q(ns, "status"), text=status) if status is not None else None,
              *children)
-
-
-def child_text(element: Element, local: str) -> str | None:
-    uri, _ = split(element.tag)
-    child = element.find(f"{{{uri}}}{local}") if uri else element.find(local)
-    return child.text if child is not None else None

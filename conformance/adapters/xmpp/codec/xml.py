@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
-from typing import Iterable
 
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
@@ -255,7 +254,3 @@ def _serialize(element: Element, parent_ns: str | None, out: list[str]) -> None:
 
 def to_bytes(element: Element, parent_ns: str | None = None) -> bytes:
     return serialize(element, parent_ns).encode("utf-8")
-
-
-def itertext_all(elements: Iterable[Element]) -> str:
-    return " ".join("".join(e.itertext()) for e in elements)
