@@ -358,8 +358,13 @@ class Harness:
         case = catalogue.get(ident)
         data.insert(0, f"<div><b>{html.escape(ident)}</b> ({html.escape(case.section_title)}, {case.level}): "
                        f"“{html.escape(case.quote)}”</div>")
-        transcript = f"cases/{slug(getattr(report, 'impp_nodeid', report.nodeid))}/transcript.txt"
-        data.insert(1, f'<div>evidence: <a href="{html.escape(transcript)}">{html.escape(transcript)}</a></div>')
+        case_dir = f"cases/{slug(getattr(report, 'impp_nodeid', report.nodeid))}"
+        files = [f"{case_dir}/transcript.txt"]
+        for name in ("capture.pcap", "tls-keys.log"):  # pytest-html calls this after the test's teardown
+            if (self.run_dir / case_dir / name).exists():
+                files.append(f"{case_dir}/{name}")
+        links = ", ".join(f'<a href="{html.escape(f)}">{html.escape(f)}</a>' for f in files)
+        data.insert(1, f"<div>evidence: {links}</div>")
 
     @pytest.hookimpl(optionalhook=True)
     def pytest_html_report_title(self, report) -> None:
@@ -486,4 +491,12 @@ def eavesdropper(cast):
     """A passive eavesdropper on every connection the test's parties make to the IUT."""
     from conformance.attacker.eavesdropper import Eavesdropper
     return Eavesdropper(cast.rt.recorder)
+
+
+@pytest.fixture
+def mitm(request: pytest.FixtureRequest, cast):
+    """An active attacker on the path between the parties it intercepts and the IUT (one test at a time)."""
+    from conformance.attacker.on_path import OnPathAttacker
+    with OnPathAttacker(cast.rt, _harness(request).adapter.stream_hooks()).engaged() as attacker:
+        yield attacker
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from conformance.adapters.xmpp.party import XmppParty
 from conformance.adapters.xmpp.unauthenticated import Unauthenticated, UnauthenticatedStream
-from conformance.roles.contract import PARTY, STREAM, UNAUTHENTICATED
+from conformance.attacker.on_path import OnPathAttacker
+from conformance.roles.contract import ATTACKER, PARTY, STREAM, UNAUTHENTICATED
 
 SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
 PARTIES = {"alice", "bob", "mallory", "party", "reader"}
@@ -21,6 +22,7 @@ def _verbs_used() -> tuple[set[str], set[str], set[str]]:
         streams = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
                    and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
                    and isinstance(node.value.func.value, ast.Name) and node.value.func.value.id == "unauthenticated"
+                   and node.value.func.attr.startswith("connect")  # the verbs that hand out streams
                    for t in node.targets if isinstance(t, ast.Name)}
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
@@ -46,3 +48,10 @@ def test_the_xmpp_adapter_implements_the_whole_contract():
     assert [v for v in PARTY if not hasattr(XmppParty, v)] == []
     assert [v for v in UNAUTHENTICATED if not hasattr(Unauthenticated, v)] == []
     assert [v for v in STREAM if not hasattr(UnauthenticatedStream, v)] == []
+
+
+def test_the_suite_speaks_to_the_attacker_in_contract_verbs_it_implements():
+    used = {node.attr for module in SUITE.glob("test_*.py") for node in ast.walk(ast.parse(module.read_text()))
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "mitm"}
+    assert used and used <= ATTACKER.keys()
+    assert [v for v in ATTACKER if not hasattr(OnPathAttacker, v)] == []

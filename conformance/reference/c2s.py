@@ -16,6 +16,9 @@ import traceback
 from typing import TYPE_CHECKING
 
 from scramp import ScramException, ScramMechanism
+from scramp.core import CBindData
+from scramp.core import ChannelBinding as ScramChannelBinding
+from scramp.utils import ServerError
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
@@ -24,12 +27,18 @@ from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION,
 from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
                                                  UnitReceived, XmlError, split, to_bytes)
 
+from .tls_lenience import HandshakeFailureKeptOpen
+
 if TYPE_CHECKING:
     from .service import Service
     from .sm import SmState
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
+SCRAM_PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")
+# SCRAM errors about channel binding (RFC 5802 §7 server-error): refused as <not-authorized/>, the error in <text/>.
+CHANNEL_BINDING_ERRORS = (ServerError.CHANNEL_BINDINGS_DONT_MATCH, ServerError.SERVER_DOES_SUPPORT_CHANNEL_BINDING,
+                          ServerError.CHANNEL_BINDING_NOT_SUPPORTED, ServerError.UNSUPPORTED_CHANNEL_BINDING_TYPE)
 
 
 class Session:
@@ -41,6 +50,7 @@ class Session:
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
         self.tls = False
+        self.channel_binding: tuple[str, bytes] | None = None  # tls-unique of this stream's TLS 1.2 session
         self.user: str | None = None  # authenticated localpart
         self.jid: JID | None = None  # bound full JID
         self.anonymous = False
@@ -190,6 +200,10 @@ class Session:
             for name in self._mechanisms():
                 mechs.append(E("mechanism", text=name, ns=SASL))
             features.append(mechs)
+            if self.channel_binding is not None:  # XEP-0440: which channel-binding type the -PLUS mechanisms use
+                features.append(E("sasl-channel-binding", None,
+                                  E("channel-binding", {"type": self.channel_binding[0]}, ns=sasl.SASL_CB),
+                                  ns=sasl.SASL_CB))
         elif self.user is not None and self.jid is None:
             features.append(E("bind", ns=BIND))
             features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
@@ -222,15 +236,23 @@ class Session:
             self.send(E("proceed", ns=TLS))
             await self._drain()
             try:
-                await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
+                if self.service.flawed("tls-errors-ignored"):
+                    with HandshakeFailureKeptOpen(self.writer.transport):
+                        await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
+                else:
+                    await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
             except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
                 self.log(f"TLS handshake failed: {exc}")
-                self.closed = True
+                if not self.service.flawed("tls-errors-ignored"):
+                    self.closed = True
                 return
             self.tls = True
             self._restart = True
             ssl_object = self.writer.get_extra_info("ssl_object")
             self.log(f"TLS established: {ssl_object.version() if ssl_object else '?'}")
+            # SCRAM-*-PLUS only where the binding identifies this connection: tls-unique on TLS 1.2 (RFC 9266 §3
+            # forbids it on TLS 1.3; Python's ssl has no exporter for tls-exporter).
+            self.channel_binding = sasl.tls_unique(ssl_object)
         elif unit.tag == q(SASL, "auth"):
             # RFC 6120 §6.4: mechanisms are only offered after TLS; say why instead of silently failing.
             self.send(E("failure", None, E("encryption-required", ns=SASL), ns=SASL))
@@ -299,7 +321,8 @@ class Session:
         # PLAIN only where a flaw wants it: next to SCRAM it would only put a reusable secret on the wire
         # (RFC 6120 §13.8.3).
         plain = self.service.flawed("authzid-honoured") or (self.service.flawed("starttls-optional") and not self.tls)
-        return (*SCRAM_MECHANISMS, "PLAIN") if plain else SCRAM_MECHANISMS
+        scram = (*SCRAM_PLUS_MECHANISMS, *SCRAM_MECHANISMS) if self.channel_binding is not None else SCRAM_MECHANISMS
+        return (*scram, "PLAIN") if plain else scram
 
     def _sasl_auth(self, unit: Element) -> None:
         mechanism = unit.get("mechanism", "")
@@ -313,7 +336,7 @@ class Session:
             return
         if mechanism == "PLAIN":
             self._sasl_plain(data)
-        elif mechanism in SCRAM_MECHANISMS:
+        elif mechanism in SCRAM_MECHANISMS or mechanism in SCRAM_PLUS_MECHANISMS:
             self._sasl_scram_first(mechanism, data)
         else:
             self._sasl_failure("invalid-mechanism")
@@ -376,12 +399,22 @@ class Session:
         # recorded exchange verifies again.
         s_nonce = hashlib.sha256(username.encode()).hexdigest()[:24] if self.service.flawed("scram-nonce-reused") \
             else None
-        server = ScramMechanism(mechanism).make_server(auth_fn, s_nonce=s_nonce)
+        # With channel binding on offer, every SCRAM exchange knows it, so that a client sending the GS2 flag 'y'
+        # (it supports channel binding but saw no -PLUS mechanism) is refused: RFC 5802 §6.
+        # Flaw 'channel-binding-downgrade-accepted': only the -PLUS mechanisms are given the channel binding, so
+        # the non-PLUS ones accept 'y' as if the service had none.
+        binding = self.channel_binding
+        if not mechanism.endswith("-PLUS") and self.service.flawed("channel-binding-downgrade-accepted"):
+            binding = None
+        server = ScramMechanism(mechanism).make_server(auth_fn, channel_binding=binding, s_nonce=s_nonce)
         try:
             server.set_client_first(first)
             challenge = server.get_server_first()
         except ScramException as exc:
-            self._sasl_failure("malformed-request", str(exc))
+            if exc.server_error in CHANNEL_BINDING_ERRORS:
+                self._sasl_failure("not-authorized", f"e={exc.server_error.value}")
+            else:
+                self._sasl_failure("malformed-request", str(exc))
             return
         self._scram = (server, user)
         self.send(E("challenge", text=sasl.b64(challenge), ns=SASL))
@@ -389,15 +422,32 @@ class Session:
     def _sasl_response(self, unit: Element) -> None:
         server, user = self._scram
         try:
-            server.set_client_final(sasl.unb64(unit.text).decode("utf-8"))
+            client_final = sasl.unb64(unit.text).decode("utf-8")
+            if server.cb is not None and self.service.flawed("channel-binding-ignored"):
+                self._believe_client_channel_binding(server, client_final)
+            server.set_client_final(client_final)
             final = server.get_server_final()
-        except (ScramException, ValueError, UnicodeDecodeError):
+        except ScramException as exc:
+            cb_error = exc.server_error in CHANNEL_BINDING_ERRORS
+            self._sasl_failure("not-authorized", f"e={exc.server_error.value}" if cb_error else None)
+            return
+        except (ValueError, UnicodeDecodeError):
             self._sasl_failure("not-authorized")
             return
         if user is None:
             self._sasl_failure("not-authorized")
             return
         self._sasl_success(user, final.encode())
+
+    @staticmethod
+    def _believe_client_channel_binding(server, client_final: str) -> None:
+        """Flaw 'channel-binding-ignored': take the channel-binding data in the client's c= attribute for the
+        stream's own, so the comparison always holds, whichever TLS session (a MITM's) the client measured."""
+        c_attr = next((part[2:] for part in client_final.split(",") if part.startswith("c=")), "")
+        header = str(server.gs2_header).encode()
+        claimed = sasl.unb64(c_attr)
+        if claimed.startswith(header) and len(claimed) > len(header):
+            server.cb = ScramChannelBinding(server.cb.name, CBindData(claimed[len(header):]))
 
     # -- resource binding (RFC 6120 §7) ------------------------------------------------------------------------------
 

@@ -33,6 +33,10 @@ _FLAWS = [
     Flaw("absent-resource-distinct-error",
          "answers an IQ to an absent resource with <recipient-unavailable/>, so strangers can tell who is online",
          ("IMPP-5.1-3",)),
+    Flaw("tls-errors-ignored",
+         "swallows TLS errors (a record failing its integrity check, a replayed handshake) and leaves the "
+         "connection open and silent instead of closing it",
+         ("IMPP-5.8-1", "IMPP-T1-7")),
     Flaw("starttls-optional",
          "offers STARTTLS without requiring it, and SASL (PLAIN included) on the plaintext stream",
          ("IMPP-5.1-7", "IMPP-T1-4")),
@@ -145,6 +149,19 @@ _FLAWS = [
          "drops the stanzas a client never acknowledged when its stream-management session ends, instead of "
          "storing them offline",
          ("IMPP-5.4-2",)),
+    # -- SCRAM channel binding (RFC 5802 §6), reference/c2s.py
+    Flaw("channel-binding-ignored",
+         "offers SCRAM-*-PLUS but does not compare the client's channel-binding data with its own TLS channel: it "
+         "takes the data the client sent for its own",
+         ("IMPP-T1-1",)),
+    Flaw("channel-binding-downgrade-accepted",
+         "accepts a 'y' GS2 flag (the client believes the service lacks channel binding) although it offers "
+         "SCRAM-*-PLUS: channel binding is wired into the -PLUS mechanisms only",
+         ("IMPP-T1-2",)),
+    # -- TLS settings, reference/service.py
+    Flaw("legacy-tls-accepted",
+         "accepts TLS 1.0 and 1.1 and anonymous/NULL cipher suites: minimum version and security level lowered",
+         ("IMPP-T1-6",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

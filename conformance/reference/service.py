@@ -14,6 +14,7 @@ import secrets
 import ssl
 import time
 import uuid
+import warnings
 
 from conformance import pki
 from conformance.adapters.xmpp.codec.jid import JID, JidError
@@ -29,6 +30,7 @@ from .pep import Pep
 from .presence import Presence
 from .sm import StreamManagement
 from .store import Store
+from .tls_lenience import swallow_tls_errors
 
 STORABLE_MESSAGE_TYPES = ("normal", "chat")
 
@@ -44,7 +46,15 @@ class Service:
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.certs = pki.write_server_certs(config.data_dir / "certs", config.domain)
         self.tls_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # TLS 1.2 at least (RFC 8996), OpenSSL's default suites at its default security level (no NULL, RC4, EXPORT
+        # or anonymous suites), no compression (BCP 195); OpenSSL answers TLS_FALLBACK_SCSV itself (RFC 7507).
         self.tls_context.minimum_version = ssl.TLSVersion.TLSv1_2
+        self.tls_context.options |= ssl.OP_NO_COMPRESSION
+        if self.flawed("legacy-tls-accepted"):  # a "compatibility" setting: old versions and every suite back on
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates TLSv1 itself, rightly
+                self.tls_context.minimum_version = ssl.TLSVersion.TLSv1
+            self.tls_context.set_ciphers("ALL:aNULL:eNULL:@SECLEVEL=0")
         self.tls_context.load_cert_chain(self.certs.cert, self.certs.key)
         self.store = Store(config.data_dir / "state.json", persist_blocklists=not self.flawed("blocklist-not-persisted"))
         self.passwords_file = config.data_dir / "passwords.txt"
@@ -59,6 +69,8 @@ class Service:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
+        if self.flawed("tls-errors-ignored"):
+            swallow_tls_errors(self.log)
 
     def flawed(self, name: str) -> bool:
         from .flaws import FLAWS

@@ -72,3 +72,19 @@ class Reaction:
         if self.closed:
             return "connection closed"
         return "no answer"
+
+
+@dataclasses.dataclass(frozen=True)
+class TlsOutcome:
+    """What the IUT answered to a TLS ClientHello the harness chose; the handshake goes no further than that answer."""
+
+    offered: str  # what the hello offered (versions, suites, compression)
+    answer: str  # what came back: a ServerHello, an alert, a close, silence
+    completed: bool  # the IUT took the offer: it chose a version, a suite and a compression method offered
+    alert: str | None = None  # the alert's description (RFC 8446 §6), e.g. "protocol_version"
+    version: str | None = None  # the version a ServerHello chose, e.g. "TLSv1.2"
+    cipher: str | None = None
+    compression: str | None = None  # "null" or "deflate"
+
+    def __str__(self) -> str:
+        return f"{self.answer} to a ClientHello offering {self.offered}"

@@ -44,6 +44,7 @@ PARTY = {
     "does_not_receive": "nothing disclosing an update reaches the party (ends on a fence)",
     "receives_unavailable_from": "a revocation is followed by unavailable presence",
     "receives_unaltered": "an update arrives with everything its sender put in it unmodified",
+    "has_received_once": "an update reached the party exactly once: no replayed or duplicated copy (ends on a fence)",
     # attacks on someone else's data
     "reads_watchers_of": "ask for another party's watcher information",
     "changes_permissions_of": "try to grant oneself a place among another party's watchers",
@@ -54,6 +55,11 @@ PARTY = {
     "reads_archive_of": "query another party's stored messages",
     "logs_in_as": "authenticate with own credentials but ask to act as another party",
     "binds_another_session": "log in on a second session with a chosen device name",
+    # binding the authentication to the secure channel
+    "logs_in_with_channel_binding": "authenticate with proof bound to the own secure channel (optionally over "
+                                    "another address, trusting another CA)",
+    "logs_in_claiming_no_channel_binding": "authenticate as a client told (by a stripped offer) that the service "
+                                           "cannot bind authentication to the channel",
     # published presence beyond status (personal eventing)
     "publishes_pep_item": "publish an item carrying a canary to an own presence node",
     "restricts_node_to_group": "let only one contact group read an own presence node",
@@ -80,6 +86,8 @@ PARTY = {
 UNAUTHENTICATED = {
     "connect": "a fresh stream, after STARTTLS or (tls=False) in plaintext",
     "connect_as_after_sasl": "a stream where a party authenticated but never bound a session",
+    "offers_tls": "start TLS on a fresh connection with a chosen offer (highest version, weak suites, "
+                  "TLS_FALLBACK_SCSV, deflate) and report the IUT's first answer",
 }
 STREAM = {
     "offer": "what the IUT offered before anything was negotiated",
@@ -94,4 +102,17 @@ STREAM = {
     "binds_resource": "ask for a session without having authenticated",
     "enables_stream_management": "ask for a resumable session without having authenticated",
     "guesses_password_of": "authenticate as a party with a wrong password",
+}
+
+# The active attacker on the path (the `mitm` fixture); protocol-neutral, it works on bytes and TLS records with
+# the little an adapter tells it about where its protocol starts TLS.
+ATTACKER = {
+    "intercepts": "route a party's connections through the attacker (the party logs in again, through it)",
+    "strips_tls_offer": "remove the service's offer of TLS from what reaches the victim",
+    "terminates_tls": "answer the victim's TLS with a forged certificate and relay the plaintext to the IUT",
+    "flips_a_bit_in_next_record": "flip one bit in the next TLS application-data record the victim sends",
+    "listening_at": "the attacker's address, for a victim pointed at it explicitly",
+    "tampered": "what the attacker altered",
+    "sees_the_iut_close": "seconds until the IUT closed the victim's connection, or None within T_CLOSE",
+    "replays_the_session": "send what the victim sent, recorded, again on a fresh connection to the IUT",
 }

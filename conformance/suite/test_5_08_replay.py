@@ -1,7 +1,7 @@
 """§5.8 No replay of presence information: what an eavesdropper recorded cannot be used again."""
 
 from conformance.marks import case
-from conformance.verdicts import check
+from conformance.verdicts import check, positive_control
 
 
 @case("IMPP-5.8-2")
@@ -17,3 +17,21 @@ def test_no_reusable_password_is_invited_next_to_scram(unauthenticated):
     check(not ("PLAIN" in offer.mechanisms and any(m.startswith("SCRAM") for m in offer.mechanisms)),
           f"the IUT offers PLAIN next to SCRAM ({', '.join(offer.mechanisms)}): a client that picks it sends a "
           f"password anyone who obtains it can replay (RFC 6120 §13.8.3)")
+
+
+@case("IMPP-5.8-1")
+def test_a_recorded_session_cannot_be_replayed(alice, bob, mitm):
+    alice.approves(bob)
+    mitm.intercepts(alice)  # the attacker records alice's session from its first byte
+    old_presence = alice.publishes_presence()
+    note = alice.sends_message(to=bob)
+    with positive_control():
+        bob.receives(old_presence)
+        bob.receives(note)
+    current = alice.publishes_presence()
+    bob.receives(current)
+    replay = mitm.replays_the_session()
+    check(replay.closed, f"{replay}: a replayed TLS handshake must fail on the service's fresh randomness "
+                         f"(RFC 8446 §4.1.2) and the connection end within T_HS")
+    bob.has_received_once(old_presence)
+    bob.has_received_once(note)

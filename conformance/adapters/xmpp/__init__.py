@@ -9,6 +9,7 @@ from conformance.transport.wire import Recorder
 from conformance.verdicts import SetupFailed
 
 from .cast import Cast
+from .on_path import XmppStreamHooks
 from .runtime import Runtime, TargetUnreachable, resolve
 
 
@@ -26,6 +27,10 @@ class XmppAdapter:
 
     def cast(self, runtime: Runtime) -> Cast:
         return Cast(runtime)
+
+    def stream_hooks(self) -> XmppStreamHooks:
+        """What an on-path attacker needs to know about this protocol's streams."""
+        return XmppStreamHooks(direct_tls=self.profile.target.tls == "direct")
 
     def preflight(self, recorder: Recorder) -> None:
         """Reach the target and log every account in once; raise TargetUnreachable with a one-line reason."""

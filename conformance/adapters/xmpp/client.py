@@ -70,6 +70,7 @@ class XmppClient:
         self._pump: asyncio.Task | None = None
         self.auto_reply = True
         self.sasl_sent: list[str] = []  # the client's SASL messages of the last exchange (for replay tests)
+        self.sasl_received: list[str] = []  # the IUT's SCRAM messages of the last exchange (server-first, -final)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
@@ -172,21 +173,42 @@ class XmppClient:
             return []
         return [(m.text or "").strip() for m in mechs.findall(q(SASL, "mechanism"))]
 
-    async def starttls(self, context: ssl.SSLContext) -> None:
+    def channel_binding_types(self) -> list[str] | None:
+        """The channel-binding types the IUT advertised (XEP-0440); None when it did not say."""
+        offer = self.feature(sasl.SASL_CB, "sasl-channel-binding")
+        if offer is None:
+            return None
+        return [c.get("type", "") for c in offer.findall(q(sasl.SASL_CB, "channel-binding"))]
+
+    def own_channel_binding(self) -> sasl.ChannelBinding | None:
+        """The channel binding of this client's own TLS connection, where the harness can compute one (tls-unique on
+        TLS 1.2). Through an on-path attacker this is the attacker's TLS session with the client, not the IUT's."""
+        return sasl.tls_unique(self.conn.tls_object())
+
+    async def request_tls(self) -> None:
+        """Send <starttls/> and read <proceed/> (RFC 6120 §5.4.2): the next bytes on the socket are TLS."""
         await self.send(E("starttls", ns=TLS))
         answer = await self.read_unit()
         if answer.tag != q(TLS, "proceed"):
             raise ProtocolViolation(f"STARTTLS refused: got <{answer.tag.split('}')[-1]}/>")
+
+    async def starttls(self, context: ssl.SSLContext) -> None:
+        await self.request_tls()
         await self.conn.start_tls(context, server_hostname=self.domain, timeout=self.timeout)
         await self.open_stream()
 
     async def authenticate(self, username: str, password: str, *, mechanism: str | None = None,
-                           authzid: str | None = None) -> AuthResult:
-        """SASL with the given or best offered mechanism. Never raises for a refusal: returns it."""
+                           authzid: str | None = None, channel_binding: sasl.ChannelBinding | None = None,
+                           claim_no_channel_binding: bool = False) -> AuthResult:
+        """SASL with the given or best offered mechanism. Never raises for a refusal: returns it.
+
+        Without a mechanism the best offered non-PLUS SCRAM is chosen, or with `channel_binding` (type, data) the
+        best offered SCRAM-*-PLUS. `claim_no_channel_binding` sends the GS2 flag 'y' (RFC 5802 §6)."""
         offered = self.mechanisms()
         if mechanism is None:
-            mechanism = next((m for m in sasl.SCRAM_PREFERENCE if m in offered), None)
-            if mechanism is None and "PLAIN" in offered and self.conn.tls_active:
+            preference = sasl.SCRAM_PLUS_PREFERENCE if channel_binding is not None else sasl.SCRAM_PREFERENCE
+            mechanism = next((m for m in preference if m in offered), None)
+            if mechanism is None and channel_binding is None and "PLAIN" in offered and self.conn.tls_active:
                 mechanism = "PLAIN"
             if mechanism is None:
                 raise ProtocolViolation(f"no usable SASL mechanism offered (offered: {offered or 'none'})")
@@ -194,7 +216,9 @@ class XmppClient:
             if mechanism == "PLAIN":
                 result = await self._auth_plain(username, password, authzid or "")
             else:
-                result = await self._auth_scram(mechanism, username, password, authzid)
+                result = await self._auth_scram(mechanism, username, password, authzid,
+                                                channel_binding=channel_binding,
+                                                claim_no_channel_binding=claim_no_channel_binding)
         except StreamEnded as ended:
             return AuthResult(mechanism, False, ended.condition or "stream-ended", self.stream_error)
         if result.success:
@@ -207,16 +231,21 @@ class XmppClient:
         answer = await self.read_unit()
         return self._auth_outcome("PLAIN", answer)
 
-    async def _auth_scram(self, mechanism: str, username: str, password: str, authzid: str | None) -> AuthResult:
-        client = sasl.scram_client(mechanism, username, password, authzid)
+    async def _auth_scram(self, mechanism: str, username: str, password: str, authzid: str | None, *,
+                          channel_binding: sasl.ChannelBinding | None = None,
+                          claim_no_channel_binding: bool = False) -> AuthResult:
+        client = sasl.scram_client(mechanism, username, password, authzid, channel_binding=channel_binding,
+                                   claim_no_channel_binding=claim_no_channel_binding)
         client_first = client.get_client_first()
         self.sasl_sent = [client_first]
+        self.sasl_received = []
         await self.send(E("auth", {"mechanism": mechanism}, text=sasl.b64(client_first), ns=SASL))
         answer = await self.read_unit()
         if answer.tag != q(SASL, "challenge"):
             return self._auth_outcome(mechanism, answer)
         try:
-            client.set_server_first(sasl.unb64(answer.text).decode())
+            self.sasl_received.append(sasl.unb64(answer.text).decode())
+            client.set_server_first(self.sasl_received[0])
             final = client.get_client_final()
         except (ValueError, UnicodeError, sasl.scramp.ScramException) as exc:
             raise ProtocolViolation(f"malformed SCRAM server-first-message: {exc}") from None
@@ -231,6 +260,7 @@ class XmppClient:
             server_final = sasl.unb64(answer.text).decode(errors="replace")
         else:
             return self._auth_outcome(mechanism, answer)
+        self.sasl_received.append(server_final)
         outcome = self._auth_outcome(mechanism, answer)
         if outcome.success:
             try:

@@ -4,7 +4,8 @@ Public methods are synchronous sentences for the suite; each runs one coroutine 
 bounded in time. Negative checks end on a fence (RFC 6120 §10.1): the sender's and the receiver's round trips
 to their server, which a server processing each stream in order cannot overtake.
 
-The verbs for PEP (`pep.py`) and stream management (`stream_management.py`) live in sibling modules, mixed in.
+The verbs for PEP (`pep.py`), stream management (`stream_management.py`) and channel binding (`channel_binding.py`)
+live in sibling modules, mixed in.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 
 from conformance.profile import Account
 from conformance.roles import Outcome, Update
+from conformance.transport.connection import ConnectionClosed
 from conformance.verdicts import SetupFailed, Unsupported, Violation, negative_check, note
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
@@ -22,6 +24,7 @@ from .codec.stanza import (BLOCKING, CARBONS, DATA_FORMS, HINTS, LAST, MAM, PING
                            error_condition, iq, kind, message, new_id, presence, q)
 from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
+from .channel_binding import ChannelBindingVerbs
 from .integrity import IntegrityVerbs
 from .pep import PepVerbs
 from .runtime import Runtime
@@ -37,7 +40,7 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
+class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name
@@ -126,7 +129,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
             return  # an ended stream is its own ordering point: nothing more will be processed or delivered
         try:
             await client.request(iq("get", E("ping", ns=PING), to=self.rt.domain))
-        except StreamEnded:
+        except (StreamEnded, ConnectionClosed):
             return
         except asyncio.TimeoutError:
             raise SetupFailed(f"{self.name}'s ping to its server was not answered "
@@ -464,6 +467,25 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs):
                 who = f" attributed to {attributed_to.name}" if attributed_to else ""
                 raise Violation(f"{self.name} ({stream.label}) received {update.sender}'s {update.kind}{who}: "
                                 f"{describe(unit)}")
+        self._call(run)
+
+    def has_received_once(self, update: Update) -> None:
+        """`update` reached this party exactly once: no copy of it (a replay, a duplicate) since the first.
+
+        Ends on a fence (the sender's round trip, then this party's) like `does_not_receive`."""
+        negative_check(f"{self.name} receives {update.sender}'s {update.kind} no second time")
+
+        async def run():
+            if update.fence is not None:
+                await update.fence()
+            await self._ping()
+            copies = [(stream, unit) for stream, unit in self._units_since(update.marks[self.name])
+                      if delivers(unit, update)]
+            if not copies:
+                raise Violation(f"{self.name} never received {update.sender}'s {update.kind} ({update.canary})")
+            if len(copies) > 1:
+                raise Violation(f"{self.name} received {update.sender}'s {update.kind} {len(copies)} times: "
+                                + "; ".join(f"{stream.label}: {describe(unit)}" for stream, unit in copies[:3]))
         self._call(run)
 
     def receives_unavailable_from(self, other: "XmppParty", *, since: Update) -> None:

@@ -28,6 +28,10 @@ class TargetUnreachable(Exception):
     """The profile's target cannot be reached at all."""
 
 
+class TlsRefused(SetupFailed):
+    """The TLS handshake failed (e.g. the IUT refuses the TLS version this connection insists on)."""
+
+
 def resolve(profile: Profile, timeout: float) -> tuple[str, int]:
     """Where to connect: the profile's host/port, else the domain's _xmpp-client._tcp SRV record (RFC 6120 §3.2)."""
     target = profile.target
@@ -50,6 +54,8 @@ class Runtime:
     case_id: str
     keylog: Path | None = None
     limits: Limits = Limits()
+    # role -> address of an on-path attacker that role's new connections go through instead of the IUT
+    routes: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def timeouts(self):
@@ -74,39 +80,47 @@ class Runtime:
     def canary(self, label: str) -> str:
         return canary.make(self.case_id, label)
 
-    def tls_context(self) -> ssl.SSLContext:
-        context = ssl.create_default_context(cafile=str(self.profile.target.ca_file) if self.profile.target.ca_file
-                                             else None)
+    def tls_context(self, *, maximum_version: ssl.TLSVersion | None = None,
+                    ca_file: Path | str | None = None) -> ssl.SSLContext:
+        """The harness's client TLS settings; `maximum_version` caps the version (TLS 1.2 for `tls-unique` channel
+        binding), `ca_file` trusts another anchor than the profile's (e.g. an on-path attacker's rogue CA)."""
+        ca_file = ca_file or self.profile.target.ca_file
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
+        if maximum_version is not None:
+            context.maximum_version = maximum_version
         if self.keylog is not None:
             context.keylog_filename = str(self.keylog)
         return context
 
-    async def connect(self, role: str) -> XmppClient:
-        host, port = self.address
+    async def connect(self, role: str, address: tuple[str, int] | None = None) -> XmppClient:
+        """A TCP connection to the IUT (or to `address` instead, for this one connection)."""
+        host, port = address or self.routes.get(role, self.address)
         try:
             conn = await Connection.open(host, port, role=role, recorder=self.recorder, timeout=self.timeouts.handshake)
         except ConnectionError as exc:
             raise TargetUnreachable(str(exc)) from None
         return XmppClient(conn, self.domain, limits=self.limits, timeout=self.timeouts.step)
 
-    async def secure_stream(self, role: str, *, insist: bool = True) -> XmppClient:
+    async def secure_stream(self, role: str, *, insist: bool = True, address: tuple[str, int] | None = None,
+                            context: ssl.SSLContext | None = None) -> XmppClient:
         """A stream after STARTTLS (or direct TLS), ready for SASL. With `insist=False` the harness behaves like a
-        client that leaves security to the service: it starts TLS only if the service declares it required."""
-        client = await self.connect(role)
+        client that leaves security to the service: it starts TLS only if the service declares it required.
+        `address` and `context` replace the IUT's address and the default TLS settings for this one stream."""
+        client = await self.connect(role, address)
+        context = context or self.tls_context()
         try:
             if self.profile.target.tls == "direct":
-                await client.conn.start_tls(self.tls_context(), server_hostname=self.domain,
-                                            timeout=self.timeouts.handshake)
+                await client.conn.start_tls(context, server_hostname=self.domain, timeout=self.timeouts.handshake)
                 await client.open_stream()
             else:
                 await client.open_stream()
                 starttls = client.feature(TLS, "starttls")
                 if insist or (starttls is not None and starttls.find(q(TLS, "required")) is not None):
-                    await client.starttls(self.tls_context())
+                    await client.starttls(context)
         except HandshakeFailed as exc:
             await client.close()
-            raise SetupFailed(f"TLS with the IUT failed: {exc}") from None
+            raise TlsRefused(f"TLS with the IUT failed: {exc}") from None
         except (StreamEnded, ProtocolViolation, ConnectionClosed, asyncio.TimeoutError) as exc:
             await client.close()
             raise SetupFailed(f"could not open a secure stream: {exc or type(exc).__name__}") from None

@@ -8,8 +8,9 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING
 
-from conformance.roles import Reaction, Update
-from conformance.verdicts import SetupFailed, note
+from conformance.roles import Reaction, TlsOutcome, Update
+from conformance.transport.connection import ConnectionClosed
+from conformance.verdicts import SetupFailed, negative_check, note
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, TLS, error_condition, iq, kind, message, presence, q
@@ -236,6 +237,54 @@ class Unauthenticated:
         stream = UnauthenticatedStream(self.rt, client, label, self.cast)
         self.cast.extra_streams.append(stream)
         return stream
+
+    def offers_tls(self, *, max_version: str = "TLSv1.2", ciphers: str = "strong", fallback_scsv: bool = False,
+                   compression: str = "null") -> TlsOutcome:
+        """On a fresh connection, right where TLS starts (after <proceed/>, RFC 6120 §5.4.2, or at once for direct
+        TLS), offer a ClientHello of the harness's choosing and report the IUT's first answer. The hello offers every
+        version up to `max_version` (TLS 1.3 through supported_versions), the `ciphers` ("strong": forward-secret
+        AEAD and CBC suites; "weak": only NULL, RC4, EXPORT and anonymous suites), TLS_FALLBACK_SCSV if asked
+        (RFC 7507), and `compression` ("null", or "deflate": deflate then null). The handshake goes no further."""
+        from conformance.transport import tls_hello  # scapy's TLS layers: imported only by runs that probe TLS
+
+        versions = tls_hello.VERSIONS
+        if (max_version not in versions or ciphers not in tls_hello.CIPHER_SETS
+                or compression not in ("null", "deflate")):
+            raise ValueError(f"offers_tls: unknown max_version {max_version!r}, ciphers {ciphers!r} or "
+                             f"compression {compression!r}")
+        top = versions[max_version]
+        suites = tls_hello.CIPHER_SETS[ciphers]
+        if top >= versions["TLSv1.3"] and ciphers == "strong":
+            suites = tls_hello.TLS13_SUITES + suites
+        if fallback_scsv:
+            suites = suites + (tls_hello.FALLBACK_SCSV,)
+        hello = tls_hello.Hello(max_version=top,
+                                min_version=versions["TLSv1.2"] if top >= versions["TLSv1.3"] else versions["SSLv3"],
+                                ciphers=suites, compression=(1, 0) if compression == "deflate" else (0,),
+                                server_name=self.rt.domain)
+        if top < versions["TLSv1.2"] or ciphers == "weak" or fallback_scsv or compression == "deflate":
+            negative_check(f"the IUT does not take a downgraded ClientHello ({hello})")
+
+        async def run() -> TlsOutcome:
+            client = await self.rt.connect("tls-probe")
+            try:
+                if self.rt.profile.target.tls != "direct":
+                    await client.open_stream()
+                    await client.request_tls()
+                answer = await tls_hello.probe(client.conn, hello, timeout=self.rt.timeouts.handshake)
+            except (StreamEnded, ProtocolViolation, ConnectionClosed, asyncio.TimeoutError) as exc:
+                raise SetupFailed(f"could not get to the start of TLS: {exc or type(exc).__name__}") from None
+            finally:
+                client.conn.abort()  # the probe never finishes a handshake: nothing to close politely
+            server_hello = answer if isinstance(answer, tls_hello.ServerHello) else None
+            return TlsOutcome(
+                offered=str(hello), answer=str(answer), completed=hello.accepted_by(answer),
+                alert=answer.name if isinstance(answer, tls_hello.Alert) else None,
+                version=server_hello.version_name if server_hello else None,
+                cipher=tls_hello.suite_name(server_hello.cipher) if server_hello else None,
+                compression=(tls_hello.COMPRESSION_NAMES.get(server_hello.compression, str(server_hello.compression))
+                             if server_hello else None))
+        return self.rt.call(run)
 
     def connect_as_after_sasl(self, party: "XmppParty") -> UnauthenticatedStream:
         """A stream where `party` completed SASL but never bound a resource (RFC 6120 §7: nothing is routed yet)."""
