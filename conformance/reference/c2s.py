@@ -209,6 +209,10 @@ class Session:
             features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
             features.append(self.service.sm.feature())
         self.emit(features)
+        claimed = event.attrs.get("from")
+        if claimed and self.tls and self.user is None and self.service.flawed("offline-to-announced-identity"):
+            # Flaw: "deliver early" keyed on the identity the stream header announces, before SASL has proved it.
+            self.service.flush_offline_to(self, claimed)
 
     async def _on_unit(self, unit: Element) -> None:
         if not self.tls and (unit.tag == q(TLS, "starttls") or not self.service.flawed("starttls-optional")):

@@ -149,6 +149,10 @@ _FLAWS = [
          "drops the stanzas a client never acknowledged when its stream-management session ends, instead of "
          "storing them offline",
          ("IMPP-5.4-2",)),
+    Flaw("offline-to-announced-identity",
+         "pushes stored messages to a stream as soon as its header announces the owner's address ('from'), before "
+         "SASL has proved it",
+         ("IMPP-5.14-1",)),
     # -- SCRAM channel binding (RFC 5802 §6), reference/c2s.py
     Flaw("channel-binding-ignored",
          "offers SCRAM-*-PLUS but does not compare the client's channel-binding data with its own TLS channel: it "

@@ -390,6 +390,20 @@ class Service:
             stanza.set("to", str(session.jid))
             session.send(stanza)
 
+    def flush_offline_to(self, session: Session, address: str) -> None:
+        """Flaw 'offline-to-announced-identity': stored messages pushed to whoever announces the address."""
+        try:
+            jid = JID.parse(address)
+        except JidError:
+            return
+        if jid.domain != self.config.domain:
+            return
+        for raw in self.store.offline.pop(jid.local, []):
+            stanza = self.parse_stored(raw)
+            stanza.set("to", address)
+            session.send(stanza)
+        self.store.save()
+
     @staticmethod
     def parse_stored(raw: str) -> Element:
         parser = StreamParser()

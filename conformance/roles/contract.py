@@ -102,6 +102,7 @@ STREAM = {
     "binds_resource": "ask for a session without having authenticated",
     "enables_stream_management": "ask for a resumable session without having authenticated",
     "guesses_password_of": "authenticate as a party with a wrong password",
+    "does_not_receive": "nothing disclosing an update reaches the stream (ends on a fence)",
 }
 
 # The active attacker on the path (the `mitm` fixture); protocol-neutral, it works on bytes and TLS records with

@@ -71,6 +71,7 @@ class XmppClient:
         self.auto_reply = True
         self.sasl_sent: list[str] = []  # the client's SASL messages of the last exchange (for replay tests)
         self.sasl_received: list[str] = []  # the IUT's SCRAM messages of the last exchange (server-first, -final)
+        self.announce: str | None = None  # 'from' of the stream headers sent from now on (RFC 6120 §4.7.1)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
@@ -157,7 +158,7 @@ class XmppClient:
         self.parser = StreamParser(self.limits)
         self.stream_attrs = {}
         self._pending.clear()
-        await self.send_raw(stream_header(to=to or self.domain, from_=from_))
+        await self.send_raw(stream_header(to=to or self.domain, from_=from_ or self.announce))
         unit = await self.read_unit()
         if unit.tag != q("http://etherx.jabber.org/streams", "features"):
             raise ProtocolViolation(f"expected <stream:features/>, got {unit.tag}")

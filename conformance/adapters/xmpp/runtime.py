@@ -103,18 +103,21 @@ class Runtime:
         return XmppClient(conn, self.domain, limits=self.limits, timeout=self.timeouts.step)
 
     async def secure_stream(self, role: str, *, insist: bool = True, address: tuple[str, int] | None = None,
-                            context: ssl.SSLContext | None = None) -> XmppClient:
+                            context: ssl.SSLContext | None = None, announce: str | None = None) -> XmppClient:
         """A stream after STARTTLS (or direct TLS), ready for SASL. With `insist=False` the harness behaves like a
         client that leaves security to the service: it starts TLS only if the service declares it required.
-        `address` and `context` replace the IUT's address and the default TLS settings for this one stream."""
+        `address` and `context` replace the IUT's address and the default TLS settings for this one stream;
+        `announce` is the identity the stream headers claim once TLS is up (never before, RFC 6120 §4.7.1)."""
         client = await self.connect(role, address)
         context = context or self.tls_context()
         try:
             if self.profile.target.tls == "direct":
                 await client.conn.start_tls(context, server_hostname=self.domain, timeout=self.timeouts.handshake)
+                client.announce = announce
                 await client.open_stream()
             else:
                 await client.open_stream()
+                client.announce = announce
                 starttls = client.feature(TLS, "starttls")
                 if insist or (starttls is not None and starttls.find(q(TLS, "required")) is not None):
                     await client.starttls(context)

@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING
 
 from conformance.roles import Reaction, TlsOutcome, Update
 from conformance.transport.connection import ConnectionClosed
-from conformance.verdicts import SetupFailed, negative_check, note
+from conformance.verdicts import SetupFailed, Violation, negative_check, note
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, TLS, error_condition, iq, kind, message, presence, q
 from .codec.xml import E, Element
-from .observe import describe
+from .observe import describe, error_of, reveals
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -137,6 +137,23 @@ class UnauthenticatedStream:
 
     # -- observing the IUT's reaction -----------------------------------------------------------------------------------
 
+    def does_not_receive(self, update: Update) -> None:
+        """Nothing disclosing `update` reached this stream. Ends on a fence: the sender's round trip, then a ping on
+        this stream, which the IUT answers (or refuses) only after everything it meant to send here."""
+        negative_check(f"{self.label} does not receive {update.sender}'s {update.kind}")
+
+        async def run():
+            if update.fence is not None:
+                await update.fence()
+            if not self.client.ended:
+                await self._send(iq("get", E("ping", ns=PING), to=self.rt.domain))  # answered or refused, in order
+                await self._settle()
+            for unit in self.client.received:
+                if reveals(unit, update) and error_of(unit) is None:
+                    raise Violation(f"{self.label}, which never authenticated, received {update.sender}'s "
+                                    f"{update.kind}: {describe(unit)}")
+        self.rt.call(run)
+
     async def _settle(self) -> None:
         """Ordering point for what this stream sent: the IUT's reaction to it, or a bounded wait if it gives none."""
         if self._settled is None:
@@ -218,14 +235,17 @@ class Unauthenticated:
         self.cast = cast
         self._count = 0
 
-    def connect(self, *, tls: bool = True) -> UnauthenticatedStream:
-        """A fresh stream, after STARTTLS unless `tls=False` (then it stays in plaintext, ignoring the offer)."""
+    def connect(self, *, tls: bool = True, announcing: "XmppParty | None" = None) -> UnauthenticatedStream:
+        """A fresh stream, after STARTTLS unless `tls=False` (then it stays in plaintext, ignoring the offer).
+        `announcing` puts that party's address in the stream header's 'from' once TLS is up, as its own client
+        would (RFC 6120 §4.7.1): a claim, which only authentication can back."""
         self._count += 1
         label = f"unauthenticated#{self._count}" + ("" if tls else "-plaintext")
+        announce = announcing.bare if announcing is not None else None
 
         async def run():
             if tls:
-                return await self.rt.secure_stream("unauthenticated")
+                return await self.rt.secure_stream("unauthenticated", announce=announce)
             client = await self.rt.connect("unauthenticated")
             try:
                 await client.open_stream()
