@@ -31,6 +31,10 @@ class Target:
     ca_file: Path | None = None
     tls: str = "starttls"
     baseline: Path | None = None  # the target's known deviations (see conformance/baseline.py)
+    anonymous_domain: str | None = None  # where the service offers SASL ANONYMOUS (XEP-0175), if not on `domain`
+    # every other way in for clients: "tcp://host:port" (direct TLS or legacy c2s ports), "ws://…", "http://…"
+    # (WebSocket, BOSH); IMPP-5.7-1 tries each without TLS
+    listeners: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,12 +76,14 @@ class Profile:
 
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "target": {"name": (str,), "domain": (str,), "protocol": (str,), "host": (str,), "port": (int,),
-               "ca_file": (str,), "tls": (str,), "baseline": (str,)},
+               "ca_file": (str,), "tls": (str,), "baseline": (str,), "anonymous_domain": (str,),
+               "listeners": (list,)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
     "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
+LISTENER_SCHEMES = ("tcp", "ws", "wss", "http", "https")
 
 
 def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[type, ...]]) -> dict:
@@ -130,8 +136,15 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
         baseline = (path.parent / target_raw["baseline"]).resolve()
         if not baseline.is_file():
             raise ProfileError(f"{path}: 'target.baseline' {baseline} does not exist")
+    listeners = target_raw.get("listeners", [])
+    for listener in listeners:
+        if not isinstance(listener, str) or listener.split("://", 1)[0] not in LISTENER_SCHEMES or "://" not in listener:
+            raise ProfileError(f"{path}: 'target.listeners' entries must be strings like 'tcp://host:port', "
+                               f"'ws://host:port/path' or 'http://host:port/path', not {listener!r}")
     target = Target(name=target_raw["name"], domain=target_raw["domain"].lower().rstrip("."), protocol=protocol,
-                    host=target_raw.get("host"), port=port, ca_file=ca_file, tls=tls, baseline=baseline)
+                    host=target_raw.get("host"), port=port, ca_file=ca_file, tls=tls, baseline=baseline,
+                    anonymous_domain=(target_raw.get("anonymous_domain") or "").lower().rstrip(".") or None,
+                    listeners=tuple(listeners))
 
     accounts_raw = data.get("accounts", {})
     if not isinstance(accounts_raw, dict):
@@ -174,6 +187,8 @@ def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment
     def value(v: Any) -> str:
         if isinstance(v, str):
             return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(item) for item in v) + "]"
         return str(v)
 
     lines = [f"# {line}" for line in comment.splitlines()] + ["[target]"]

@@ -38,6 +38,16 @@ def test_a_good_profile_loads(tmp_path, monkeypatch):
     assert profile.target.domain == "example.test" and profile.target.port == 5222
     assert profile.account("mallory").username == "eve" and profile.account("mallory").password == "secret"
     assert profile.timeouts.positive == 2.0 and profile.timeouts.close == 10.0
+    assert profile.target.listeners == () and profile.target.anonymous_domain is None
+
+
+def test_listeners_and_an_anonymous_domain_load(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    text = GOOD.replace('port = 5222', 'port = 5222\nlisteners = ["tcp://127.0.0.1:5223", "ws://127.0.0.1:5280/ws"]'
+                                       '\nanonymous_domain = "Anon.Example.Test."')
+    profile = load(write(tmp_path, text))
+    assert profile.target.listeners == ("tcp://127.0.0.1:5223", "ws://127.0.0.1:5280/ws")
+    assert profile.target.anonymous_domain == "anon.example.test"
 
 
 @pytest.mark.parametrize("change, message", [
@@ -52,6 +62,9 @@ def test_a_good_profile_loads(tmp_path, monkeypatch):
      "'target.ca_file'"),
     (lambda t: t.replace('[target]', '[target'), "not valid TOML"),
     (lambda t: t.replace('password = "a"', 'password = "a"\npassword_env = "X"'), "has both password and password_env"),
+    (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = "tcp://h:1"'), "'target.listeners' must be a list"),
+    (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = ["ftp://h:1"]'), "'target.listeners' entries"),
+    (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = [5223]'), "'target.listeners' entries"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, monkeypatch, change, message):
     monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")

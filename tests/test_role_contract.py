@@ -8,7 +8,8 @@ from pathlib import Path
 from conformance.adapters.xmpp.party import XmppParty
 from conformance.adapters.xmpp.unauthenticated import Unauthenticated, UnauthenticatedStream
 from conformance.attacker.on_path import OnPathAttacker
-from conformance.roles.contract import ATTACKER, PARTY, STREAM, UNAUTHENTICATED
+from conformance.adapters.xmpp.anonymous import AnonymousSession
+from conformance.roles.contract import ANONYMOUS, ATTACKER, PARTY, STREAM, UNAUTHENTICATED
 
 SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
 PARTIES = {"alice", "bob", "mallory", "party", "reader"}
@@ -55,3 +56,16 @@ def test_the_suite_speaks_to_the_attacker_in_contract_verbs_it_implements():
             if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "mitm"}
     assert used and used <= ATTACKER.keys()
     assert [v for v in ATTACKER if not hasattr(OnPathAttacker, v)] == []
+
+
+def test_anonymous_sessions_speak_contract_verbs_they_implement():
+    used = set()
+    for module in SUITE.glob("test_*.py"):
+        tree = ast.parse(module.read_text())
+        names = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                 and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "logs_in_anonymously"
+                 for t in node.targets if isinstance(t, ast.Name)}
+        used |= {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                 and isinstance(node.value, ast.Name) and node.value.id in names}
+    assert used and used <= ANONYMOUS.keys()
+    assert [v for v in ANONYMOUS if not hasattr(AnonymousSession, v)] == []

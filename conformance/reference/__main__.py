@@ -25,7 +25,8 @@ def profile_text(service: Service, port: int) -> str:
     return render(
         {"name": "reference" if not service.flaws else f"reference+{'+'.join(sorted(service.flaws))}",
          "protocol": "xmpp", "domain": service.config.domain, "host": service.config.host, "port": port,
-         "ca_file": str(service.certs.ca.resolve())},
+         "ca_file": str(service.certs.ca.resolve()),
+         "listeners": [f"tcp://{service.config.host}:{service.side_door_port}"]},
         {user: (user, service.passwords[user]) for user in service.config.accounts},
         comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.")
 

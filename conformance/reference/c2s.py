@@ -42,15 +42,18 @@ CHANNEL_BINDING_ERRORS = (ServerError.CHANNEL_BINDINGS_DONT_MATCH, ServerError.S
 
 
 class Session:
-    def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
+    def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
+                 direct_tls: bool = False, plaintext_door: bool = False):
         self.service = service
         self.reader = reader
         self.writer = writer
         self.id = secrets.token_hex(6)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
-        self.tls = False
-        self.channel_binding: tuple[str, bytes] | None = None  # tls-unique of this stream's TLS 1.2 session
+        self.tls = direct_tls  # XEP-0368: TLS from the first byte
+        self.plaintext_door = plaintext_door  # flaw 'plaintext-side-door': a legacy port without STARTTLS
+        self.channel_binding: tuple[str, bytes] | None = \
+            sasl.tls_unique(writer.get_extra_info("ssl_object")) if direct_tls else None
         self.user: str | None = None  # authenticated localpart
         self.jid: JID | None = None  # bound full JID
         self.anonymous = False
@@ -192,7 +195,7 @@ class Session:
             self.close("host-unknown", f"this service is {self.service.config.domain}")
             return
         features = E("{http://etherx.jabber.org/streams}features")
-        plaintext_allowed = self.service.flawed("starttls-optional")
+        plaintext_allowed = self.service.flawed("starttls-optional") or self.plaintext_door
         if not self.tls:
             features.append(E("starttls", None, None if plaintext_allowed else E("required", ns=TLS), ns=TLS))
         if (self.tls or plaintext_allowed) and self.user is None:
@@ -215,7 +218,8 @@ class Session:
             self.service.flush_offline_to(self, claimed)
 
     async def _on_unit(self, unit: Element) -> None:
-        if not self.tls and (unit.tag == q(TLS, "starttls") or not self.service.flawed("starttls-optional")):
+        if not self.tls and (unit.tag == q(TLS, "starttls") or not (self.service.flawed("starttls-optional")
+                                                                      or self.plaintext_door)):
             await self._pre_tls(unit)
         elif self.user is None and not self.anonymous:
             self._pre_auth(unit)
@@ -324,9 +328,12 @@ class Session:
     def _mechanisms(self) -> tuple[str, ...]:
         # PLAIN only where a flaw wants it: next to SCRAM it would only put a reusable secret on the wire
         # (RFC 6120 §13.8.3).
-        plain = self.service.flawed("authzid-honoured") or (self.service.flawed("starttls-optional") and not self.tls)
+        plain = self.service.flawed("authzid-honoured") or \
+            ((self.service.flawed("starttls-optional") or self.plaintext_door) and not self.tls)
         scram = (*SCRAM_PLUS_MECHANISMS, *SCRAM_MECHANISMS) if self.channel_binding is not None else SCRAM_MECHANISMS
-        return (*scram, "PLAIN") if plain else scram
+        # XEP-0175 guests, inside TLS only: authenticated as no one, they get a temporary address and no rights
+        anonymous = ("ANONYMOUS",) if self.tls else ()
+        return (*scram, "PLAIN", *anonymous) if plain else (*scram, *anonymous)
 
     def _sasl_auth(self, unit: Element) -> None:
         mechanism = unit.get("mechanism", "")
@@ -340,6 +347,8 @@ class Session:
             return
         if mechanism == "PLAIN":
             self._sasl_plain(data)
+        elif mechanism == "ANONYMOUS":
+            self._sasl_success(f"anon-{secrets.token_hex(6)}")  # RFC 4505: the trace data proves nothing
         elif mechanism in SCRAM_MECHANISMS or mechanism in SCRAM_PLUS_MECHANISMS:
             self._sasl_scram_first(mechanism, data)
         else:

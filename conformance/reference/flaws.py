@@ -26,7 +26,7 @@ _FLAWS = [
          ("IMPP-5.1-2", "IMPP-5.5-2", "IMPP-5.5-3", "IMPP-5.5-4")),
     Flaw("probe-answers-anyone",
          "answers presence probes from any local user, subscribed or not",
-         ("IMPP-5.1-3", "IMPP-5.4-2")),
+         ("IMPP-5.1-3", "IMPP-5.4-2", "IMPP-5.9-1")),
     Flaw("last-activity-leaks",
          "answers XEP-0012 last-activity queries from users not authorized to see presence",
          ("IMPP-5.1-3",)),
@@ -37,6 +37,10 @@ _FLAWS = [
          "swallows TLS errors (a record failing its integrity check, a replayed handshake) and leaves the "
          "connection open and silent instead of closing it",
          ("IMPP-5.8-1", "IMPP-T1-7")),
+    Flaw("plaintext-side-door",
+         "its second client port is a legacy plaintext port: STARTTLS offered but not required, SASL PLAIN and "
+         "stanzas taken in clear",
+         ("IMPP-5.7-1",)),
     Flaw("starttls-optional",
          "offers STARTTLS without requiring it, and SASL (PLAIN included) on the plaintext stream",
          ("IMPP-5.1-7", "IMPP-T1-4")),

@@ -67,6 +67,8 @@ class Service:
         self.sm = StreamManagement(self)
         self.stopping = False
         self._server: asyncio.base_events.Server | None = None
+        self._side_door: asyncio.base_events.Server | None = None
+        self.side_door_port: int | None = None
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
         if self.flawed("tls-errors-ignored"):
@@ -103,10 +105,20 @@ class Service:
                                                   reuse_address=True, limit=64 * 1024)
         port = self._server.sockets[0].getsockname()[1]
         self.log(f"listening on {self.config.host}:{port} as {self.config.domain}; flaws: {sorted(self.flaws) or 'none'}")
+        # A second door for clients, as real deployments have: direct TLS (XEP-0368). Under the flaw
+        # 'plaintext-side-door' it is a legacy port that serves plaintext streams without requiring STARTTLS.
+        plaintext = self.flawed("plaintext-side-door")
+        self._side_door = await asyncio.start_server(
+            lambda r, w: self._accept(r, w, direct_tls=not plaintext, plaintext_door=plaintext),
+            self.config.host, 0, ssl=None if plaintext else self.tls_context, reuse_address=True, limit=64 * 1024)
+        self.side_door_port = self._side_door.sockets[0].getsockname()[1]
+        self.log(f"second client listener on {self.config.host}:{self.side_door_port} "
+                 f"({'plaintext' if plaintext else 'direct TLS'})")
         return port
 
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = Session(self, reader, writer)
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, direct_tls: bool = False,
+                      plaintext_door: bool = False) -> None:
+        session = Session(self, reader, writer, direct_tls=direct_tls, plaintext_door=plaintext_door)
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
@@ -116,8 +128,9 @@ class Service:
 
     async def stop(self) -> None:
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        for server in (self._server, self._side_door):
+            if server is not None:
+                server.close()
         self.sm.shutdown()
         for session in list(self.sessions.values()):
             session.close("system-shutdown")

@@ -84,7 +84,10 @@ PARTY = {
 
 # Streams that never prove an identity (the `unauthenticated` fixture hands them out).
 UNAUTHENTICATED = {
+    "logs_in_anonymously": "a session granted without credentials (SASL ANONYMOUS), where the service offers it",
     "connect": "a fresh stream, after STARTTLS or (tls=False) in plaintext",
+    "listeners": "the service's other client listeners, as the profile declares them",
+    "connect_at": "a plaintext stream at another listener, or None where none is served (refused, TLS only)",
     "connect_as_after_sasl": "a stream where a party authenticated but never bound a session",
     "offers_tls": "start TLS on a fresh connection with a chosen offer (highest version, weak suites, "
                   "TLS_FALLBACK_SCSV, deflate) and report the IUT's first answer",
@@ -103,6 +106,14 @@ STREAM = {
     "enables_stream_management": "ask for a resumable session without having authenticated",
     "guesses_password_of": "authenticate as a party with a wrong password",
     "does_not_receive": "nothing disclosing an update reaches the stream (ends on a fence)",
+}
+
+# A session granted without credentials (SASL ANONYMOUS), from `unauthenticated.logs_in_anonymously()`.
+ANONYMOUS = {
+    "bare": "the temporary address the service assigned",
+    "requests_subscription_to": "ask to watch a party",
+    "probes": "ask for a party's current presence",
+    "does_not_receive": "nothing disclosing an update reaches the session (ends on a fence)",
 }
 
 # The active attacker on the path (the `mitm` fixture); protocol-neutral, it works on bytes and TLS records with

@@ -216,6 +216,8 @@ class XmppClient:
         try:
             if mechanism == "PLAIN":
                 result = await self._auth_plain(username, password, authzid or "")
+            elif mechanism == "ANONYMOUS":
+                result = await self._auth_anonymous()
             else:
                 result = await self._auth_scram(mechanism, username, password, authzid,
                                                 channel_binding=channel_binding,
@@ -225,6 +227,11 @@ class XmppClient:
         if result.success:
             await self.open_stream()
         return result
+
+    async def _auth_anonymous(self) -> AuthResult:
+        """SASL ANONYMOUS (RFC 4505, XEP-0175): no credentials; the service assigns a temporary identity."""
+        await self.send(E("auth", {"mechanism": "ANONYMOUS"}, ns=SASL))
+        return self._auth_outcome("ANONYMOUS", await self.read_unit())
 
     async def _auth_plain(self, username: str, password: str, authzid: str) -> AuthResult:
         await self.send(E("auth", {"mechanism": "PLAIN"}, text=sasl.b64(sasl.plain_message(username, password, authzid)),

@@ -93,26 +93,28 @@ class Runtime:
             context.keylog_filename = str(self.keylog)
         return context
 
-    async def connect(self, role: str, address: tuple[str, int] | None = None) -> XmppClient:
-        """A TCP connection to the IUT (or to `address` instead, for this one connection)."""
+    async def connect(self, role: str, address: tuple[str, int] | None = None, domain: str | None = None) -> XmppClient:
+        """A TCP connection to the IUT (or to `address` instead, for this one connection), for streams to `domain`
+        (the target's domain unless another of its hosts is named)."""
         host, port = address or self.routes.get(role, self.address)
         try:
             conn = await Connection.open(host, port, role=role, recorder=self.recorder, timeout=self.timeouts.handshake)
         except ConnectionError as exc:
             raise TargetUnreachable(str(exc)) from None
-        return XmppClient(conn, self.domain, limits=self.limits, timeout=self.timeouts.step)
+        return XmppClient(conn, domain or self.domain, limits=self.limits, timeout=self.timeouts.step)
 
     async def secure_stream(self, role: str, *, insist: bool = True, address: tuple[str, int] | None = None,
-                            context: ssl.SSLContext | None = None, announce: str | None = None) -> XmppClient:
+                            context: ssl.SSLContext | None = None, announce: str | None = None,
+                            domain: str | None = None) -> XmppClient:
         """A stream after STARTTLS (or direct TLS), ready for SASL. With `insist=False` the harness behaves like a
         client that leaves security to the service: it starts TLS only if the service declares it required.
         `address` and `context` replace the IUT's address and the default TLS settings for this one stream;
         `announce` is the identity the stream headers claim once TLS is up (never before, RFC 6120 §4.7.1)."""
-        client = await self.connect(role, address)
+        client = await self.connect(role, address, domain)
         context = context or self.tls_context()
         try:
             if self.profile.target.tls == "direct":
-                await client.conn.start_tls(context, server_hostname=self.domain, timeout=self.timeouts.handshake)
+                await client.conn.start_tls(context, server_hostname=client.domain, timeout=self.timeouts.handshake)
                 client.announce = announce
                 await client.open_stream()
             else:

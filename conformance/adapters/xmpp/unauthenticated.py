@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING
 
 from conformance.roles import Reaction, TlsOutcome, Update
 from conformance.transport.connection import ConnectionClosed
-from conformance.verdicts import SetupFailed, Violation, negative_check, note
+from conformance.verdicts import SetupFailed, Unsupported, Violation, negative_check, note
 
+from .anonymous import AnonymousSession
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.stanza import BIND, BLOCKING, PING, ROSTER, SM, TLS, error_condition, iq, kind, message, presence, q
 from .codec.xml import E, Element
@@ -258,6 +259,34 @@ class Unauthenticated:
         self.cast.extra_streams.append(stream)
         return stream
 
+    def logs_in_anonymously(self) -> "AnonymousSession":
+        """Log in with SASL ANONYMOUS (XEP-0175) where the profile says the service offers it (its anonymous
+        domain, else the target's domain), and bind. UNSUPPORTED where ANONYMOUS is not offered."""
+        domain = self.rt.profile.target.anonymous_domain or self.rt.domain
+
+        async def run():
+            client = await self.rt.secure_stream("anonymous", domain=domain)
+            if "ANONYMOUS" not in client.mechanisms():
+                offered = ", ".join(client.mechanisms()) or "none"
+                await client.close()
+                raise Unsupported(f"{domain} offers no SASL ANONYMOUS (offered: {offered}): there are no anonymous "
+                                  f"watchers (set target.anonymous_domain if another host of the service has them)")
+            result = await client.authenticate("", "", mechanism="ANONYMOUS")
+            if not result.success:
+                await client.close()
+                raise SetupFailed(f"{domain} offers SASL ANONYMOUS but refused it: <{result.condition}/>")
+            try:
+                await client.bind()
+            except (StreamEnded, ProtocolViolation) as exc:
+                await client.close()
+                raise SetupFailed(f"the anonymous session could not bind a resource: {exc}") from None
+            client.start_pump()
+            await client.send(presence())  # available, like any client: broadcasts and probe answers would reach it
+            return client
+        session = AnonymousSession(self.rt, self.rt.call(run))
+        self.cast.extra_streams.append(session)
+        return session
+
     def offers_tls(self, *, max_version: str = "TLSv1.2", ciphers: str = "strong", fallback_scsv: bool = False,
                    compression: str = "null") -> TlsOutcome:
         """On a fresh connection, right where TLS starts (after <proceed/>, RFC 6120 §5.4.2, or at once for direct
@@ -305,6 +334,45 @@ class Unauthenticated:
                 compression=(tls_hello.COMPRESSION_NAMES.get(server_hello.compression, str(server_hello.compression))
                              if server_hello else None))
         return self.rt.call(run)
+
+    @property
+    def listeners(self) -> tuple[str, ...]:
+        """The service's other client listeners, as the profile declares them."""
+        return self.rt.profile.target.listeners
+
+    def connect_at(self, listener: str) -> "UnauthenticatedStream | None":
+        """A plaintext stream at another of the service's client listeners ("tcp://host:port"), or None when that
+        listener serves no plaintext XMPP stream (refused, closed, or TLS only: all fine). Listener kinds the
+        harness cannot speak yet (WebSocket, BOSH) are UNSUPPORTED."""
+        scheme, _, rest = listener.partition("://")
+        if scheme != "tcp":
+            raise Unsupported(f"{listener}: the harness does not speak {scheme} transports yet (only tcp:// listeners)")
+        host, _, port = rest.rstrip("/").rpartition(":")
+        if not host or not port.isdigit():
+            raise SetupFailed(f"{listener}: not a tcp://host:port address")
+        self._count += 1
+        label = f"unauthenticated#{self._count}-plaintext"
+
+        async def run():
+            try:
+                client = await self.rt.connect("side-door", address=(host.strip("[]"), int(port)))
+            except Exception as exc:  # TargetUnreachable: nothing listens there
+                self.rt.recorder.event("side-door", f"{listener}: no connection ({exc})")
+                return None
+            try:
+                await asyncio.wait_for(client.open_stream(), self.rt.timeouts.handshake)
+            except (StreamEnded, ProtocolViolation, ConnectionClosed, asyncio.TimeoutError) as exc:
+                client.conn.recorder.event(client.label, f"{listener} serves no plaintext XMPP stream: "
+                                                         f"{exc or type(exc).__name__}")
+                await client.close()
+                return None
+            return client
+        client = self.rt.call(run)
+        if client is None:
+            return None
+        stream = UnauthenticatedStream(self.rt, client, label, self.cast)
+        self.cast.extra_streams.append(stream)
+        return stream
 
     def connect_as_after_sasl(self, party: "XmppParty") -> UnauthenticatedStream:
         """A stream where `party` completed SASL but never bound a resource (RFC 6120 §7: nothing is routed yet)."""
