@@ -26,6 +26,7 @@ class CertFiles:
     cert: Path  # PEM leaf certificate
     key: Path  # PEM private key
     combined: Path  # leaf + key in one PEM (the form ejabberd wants)
+    peers: Path  # certificates the harness presents as other domains' servers (see write_peer_certs)
 
 
 def _now() -> datetime.datetime:
@@ -66,14 +67,20 @@ def issue(ca: trustme.CA, *names: str, not_before: datetime.datetime | None = No
     return cert_pem, key_pem
 
 
+REMOTE_DOMAIN = "remote.test"  # the domain the harness plays as an honest peer server
+EVIL_DOMAIN = "evil.test"  # the attacker's own, validly certified domain
+
+
 def write_server_certs(directory: Path, domain: str) -> CertFiles:
-    """Create (once) a CA and a certificate for `domain` in `directory`; reuse them if they exist."""
+    """Create (once) a CA and a certificate for `domain` in `directory`, plus the peer certificates the harness
+    presents as other domains' servers (`peers/`); reuse them if they exist."""
     directory.mkdir(parents=True, exist_ok=True)
     files = CertFiles(directory / "ca.pem", directory / f"{domain}.crt", directory / f"{domain}.key",
-                      directory / f"{domain}.pem")
-    if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined)):
+                      directory / f"{domain}.pem", directory / "peers")
+    if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined, files.peers)):
         return files
     ca = make_ca()
+    write_peer_certs(ca, files.peers)
     cert_pem, key_pem = issue(ca, domain, f"*.{domain}")
     files.ca.write_bytes(ca.cert_pem.bytes())
     files.cert.write_bytes(cert_pem)
@@ -82,3 +89,20 @@ def write_server_certs(directory: Path, domain: str) -> CertFiles:
     for path in (files.key, files.combined):
         os.chmod(path, 0o600)
     return files
+
+
+def write_peer_certs(ca: trustme.CA, directory: Path) -> None:
+    """What the harness presents when it plays another domain's server, all issued by the IUT's trusted CA:
+    `remote.test` (valid), `evil.test` (valid, but for another domain than the one it will claim) and an expired
+    `remote.test` certificate. Self-signed and rogue-CA certificates the harness makes itself when it needs them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    now = _now()
+    for name, names, window in ((REMOTE_DOMAIN, (REMOTE_DOMAIN,), {}),
+                                (EVIL_DOMAIN, (EVIL_DOMAIN,), {}),
+                                (f"{REMOTE_DOMAIN}-expired", (REMOTE_DOMAIN,),
+                                 {"not_before": now - datetime.timedelta(days=30),
+                                  "not_after": now - datetime.timedelta(days=1)})):
+        cert_pem, key_pem = issue(ca, *names, **window)
+        (directory / f"{name}.crt").write_bytes(cert_pem)
+        (directory / f"{name}.key").write_bytes(key_pem)
+        os.chmod(directory / f"{name}.key", 0o600)

@@ -494,6 +494,12 @@ def eavesdropper(cast):
 
 
 @pytest.fixture
+def remote_server(cast):
+    """The harness as another domain's server, meeting the IUT on its server-to-server port."""
+    return cast.remote_server
+
+
+@pytest.fixture
 def mitm(request: pytest.FixtureRequest, cast):
     """An active attacker on the path between the parties it intercepts and the IUT (one test at a time)."""
     from conformance.attacker.on_path import OnPathAttacker

@@ -62,12 +62,25 @@ class Control:
 
 
 @dataclasses.dataclass(frozen=True)
+class Federation:
+    """How the harness meets the IUT as another domain's server (server-to-server, RFC 6120 §2.5, XEP-0178)."""
+
+    port: int  # the IUT's server-to-server port, on the target's host
+    remote_domain: str  # the domain the harness plays as an honest peer
+    # PEM files the harness presents, issued by a CA the IUT trusts for peers: <remote_domain>.crt/.key (valid),
+    # evil.test.crt/.key (valid, for another domain), <remote_domain>-expired.crt/.key; the self-signed and rogue-CA
+    # certificates the harness makes itself
+    certificates: Path
+
+
+@dataclasses.dataclass(frozen=True)
 class Profile:
     path: Path
     target: Target
     accounts: dict[str, Account]
     timeouts: Timeouts
     control: Control
+    federation: Federation | None = None  # absent: the server-to-server cases are UNSUPPORTED
     embedded: bool = False  # the harness started this target itself (the reference service)
 
     def account(self, key: str) -> Account:
@@ -80,6 +93,7 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
                "listeners": (list,)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
     "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
+    "federation": {"port": (int,), "remote_domain": (str,), "certificates": (str,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
@@ -101,7 +115,8 @@ def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[t
 
 
 def load(path: str | Path, *, secrets: bool = True) -> Profile:
-    """`secrets=False` checks a profile whose passwords only exist once its target has been started."""
+    """`secrets=False` checks a profile whose passwords and files (certificates) only exist once its target has
+    been started."""
     path = Path(path)
     data = tomlfile.read(path, "profile", ProfileError)
     return parse(data, path, secrets=secrets)
@@ -109,7 +124,7 @@ def load(path: str | Path, *, secrets: bool = True) -> Profile:
 
 def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = True) -> Profile:
     for key in data:
-        if key not in ("target", "accounts", "timeouts", "control"):
+        if key not in ("target", "accounts", "timeouts", "control", "federation"):
             raise ProfileError(f"{path}: unknown section [{key}] (known: accounts, control, target, timeouts)")
     if "target" not in data:
         raise ProfileError(f"{path}: missing section [target]")
@@ -129,7 +144,7 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
     ca_file = None
     if "ca_file" in target_raw:
         ca_file = (path.parent / target_raw["ca_file"]).resolve()
-        if not ca_file.is_file():
+        if secrets and not ca_file.is_file():
             raise ProfileError(f"{path}: 'target.ca_file' {ca_file} does not exist")
     baseline = None
     if "baseline" in target_raw:
@@ -179,10 +194,28 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
     control_raw = _check_table(path, "control", data.get("control", {}), _FIELDS["control"])
     return Profile(path=path, target=target, accounts=accounts,
                    timeouts=Timeouts(**{k: float(v) for k, v in timeouts_raw.items()}),
-                   control=Control(**control_raw), embedded=embedded)
+                   control=Control(**control_raw), embedded=embedded,
+                   federation=_federation(path, data.get("federation"), secrets))
 
 
-def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "") -> str:
+def _federation(path: Path, raw: Any, files_exist: bool) -> Federation | None:
+    if raw is None:
+        return None
+    raw = _check_table(path, "federation", raw, _FIELDS["federation"])
+    for required in ("port", "remote_domain", "certificates"):
+        if required not in raw:
+            raise ProfileError(f"{path}: missing key 'federation.{required}'")
+    if not 0 < raw["port"] < 65536:
+        raise ProfileError(f"{path}: 'federation.port' must be between 1 and 65535")
+    certificates = (path.parent / raw["certificates"]).resolve()
+    if files_exist and not certificates.is_dir():
+        raise ProfileError(f"{path}: 'federation.certificates' {certificates} is not a directory")
+    return Federation(port=raw["port"], remote_domain=raw["remote_domain"].lower().rstrip("."),
+                      certificates=certificates)
+
+
+def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "",
+           federation: dict[str, Any] | None = None) -> str:
     """TOML text of a profile (used by the reference service to describe itself)."""
     def value(v: Any) -> str:
         if isinstance(v, str):
@@ -195,4 +228,6 @@ def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment
     lines += [f"{k} = {value(v)}" for k, v in target.items() if v is not None]
     for key, (username, password) in accounts.items():
         lines += ["", f"[accounts.{key}]", f"username = {value(username)}", f"password = {value(password)}"]
+    if federation:
+        lines += ["", "[federation]"] + [f"{k} = {value(v)}" for k, v in federation.items() if v is not None]
     return "\n".join(lines) + "\n"

@@ -65,6 +65,9 @@ def test_listeners_and_an_anonymous_domain_load(tmp_path, monkeypatch):
     (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = "tcp://h:1"'), "'target.listeners' must be a list"),
     (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = ["ftp://h:1"]'), "'target.listeners' entries"),
     (lambda t: t.replace('port = 5222', 'port = 5222\nlisteners = [5223]'), "'target.listeners' entries"),
+    (lambda t: t + '\n[federation]\nport = 5269\nremote_domain = "remote.test"\n', "missing key 'federation.certificates'"),
+    (lambda t: t + '\n[federation]\nport = 5269\nremote_domain = "r.test"\ncertificates = "nope"\n',
+     "'federation.certificates'"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, monkeypatch, change, message):
     monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
@@ -92,3 +95,12 @@ def test_the_example_profile_in_the_repository_is_valid(monkeypatch):
         monkeypatch.setenv(variable, "x")
     profile = load(Path(__file__).resolve().parent.parent / "profiles" / "example.toml")
     assert profile.target.name
+
+
+def test_a_federation_section_loads(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    (tmp_path / "peers").mkdir()
+    text = GOOD + '\n[federation]\nport = 5269\nremote_domain = "Remote.Test"\ncertificates = "peers"\n'
+    federation = load(write(tmp_path, text)).federation
+    assert federation.port == 5269 and federation.remote_domain == "remote.test"
+    assert federation.certificates == (tmp_path / "peers").resolve()

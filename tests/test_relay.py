@@ -200,3 +200,35 @@ def test_record_splitter_frames_records_across_chunks_and_rejects_non_tls():
     assert offset == 8 and got.data[8] == ord("d") ^ 1
     with pytest.raises(NotTls):
         RecordSplitter().feed(b"<stream:stream>")
+
+
+def test_an_iut_that_stalls_mid_handshake_ends_in_a_bounded_failure_not_a_hang(pki):
+    ca, cert = pki
+
+    async def body():
+        async def stall(reader, writer):  # features and <proceed/>, then silence: the ClientHello is never answered
+            writer.write(FEATURES)
+            await reader.read(1024)
+            writer.write(PROCEED)
+            await writer.drain()
+            await asyncio.sleep(30)
+        server = await asyncio.start_server(stall, "127.0.0.1", 0)
+        recorder = Recorder()
+        relay = Relay(server.sockets[0].getsockname()[:2], recorder, XmppStreamHooks(), lifetime=5)
+        address = await relay.start()
+        conn = await Connection.open(*address, role="victim", recorder=recorder, timeout=5)
+        await conn.recv()
+        await conn.send(b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>")
+        await conn.recv()
+        context = ssl.create_default_context()
+        ca.configure_trust(context)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(HandshakeFailed, match="no TLS handshake within"):
+            await conn.start_tls(context, server_hostname=DOMAIN, timeout=0.5)
+        assert loop.time() - started < 2
+        await relay.close()  # tears the stalled leg down at once
+        assert all(task.done() for task in relay._tasks) or not relay._tasks
+        server.close()
+        assert any("TLS handshake timed out" in c.note for c in recorder.chunks if c.layer == "event")
+    asyncio.run(asyncio.wait_for(body(), 10))

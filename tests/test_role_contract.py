@@ -9,7 +9,9 @@ from conformance.adapters.xmpp.party import XmppParty
 from conformance.adapters.xmpp.unauthenticated import Unauthenticated, UnauthenticatedStream
 from conformance.attacker.on_path import OnPathAttacker
 from conformance.adapters.xmpp.anonymous import AnonymousSession
-from conformance.roles.contract import ANONYMOUS, ATTACKER, PARTY, STREAM, UNAUTHENTICATED
+from conformance.adapters.xmpp.remote_server import PeerStream, RemoteServer
+from conformance.roles.contract import (ANONYMOUS, ATTACKER, PARTY, PEER_STREAM, REMOTE_SERVER, STREAM,
+                                        UNAUTHENTICATED)
 
 SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
 PARTIES = {"alice", "bob", "mallory", "party", "reader"}
@@ -69,3 +71,22 @@ def test_anonymous_sessions_speak_contract_verbs_they_implement():
                  and isinstance(node.value, ast.Name) and node.value.id in names}
     assert used and used <= ANONYMOUS.keys()
     assert [v for v in ANONYMOUS if not hasattr(AnonymousSession, v)] == []
+
+
+def test_the_remote_server_and_its_streams_speak_contract_verbs_they_implement():
+    on_server, on_streams = set(), set()
+    for module in SUITE.glob("test_*.py"):
+        tree = ast.parse(module.read_text())
+        streams = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
+                   and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "connects"
+                   for t in node.targets if isinstance(t, ast.Name)}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                if node.value.id == "remote_server":
+                    on_server.add(node.attr)
+                elif node.value.id in streams:
+                    on_streams.add(node.attr)
+    assert on_server and on_server <= REMOTE_SERVER.keys()
+    assert on_streams and on_streams <= PEER_STREAM.keys()
+    assert [v for v in REMOTE_SERVER if not hasattr(RemoteServer, v)] == []
+    assert [v for v in PEER_STREAM if not hasattr(PeerStream, v) and v not in ("domain", "login")] == []

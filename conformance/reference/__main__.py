@@ -13,6 +13,7 @@ import signal
 import sys
 from pathlib import Path
 
+from conformance import pki
 from conformance.profile import render
 
 from .config import ServiceConfig
@@ -28,7 +29,9 @@ def profile_text(service: Service, port: int) -> str:
          "ca_file": str(service.certs.ca.resolve()),
          "listeners": [f"tcp://{service.config.host}:{service.side_door_port}"]},
         {user: (user, service.passwords[user]) for user in service.config.accounts},
-        comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.")
+        comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.",
+        federation={"port": service.s2s_port, "remote_domain": pki.REMOTE_DOMAIN,
+                    "certificates": str(service.certs.peers.resolve())})
 
 
 async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:
@@ -57,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.reference", description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="data directory (state, certificates, log)")
     parser.add_argument("--port", type=int, default=0, help="TCP port on 127.0.0.1 (0: any free port)")
+    parser.add_argument("--side-door-port", type=int, default=0,
+                        help="TCP port of the second (direct TLS) client listener (0: any free port)")
+    parser.add_argument("--s2s-port", type=int, default=0,
+                        help="TCP port of the inbound server-to-server listener (0: any free port)")
     parser.add_argument("--domain", default="iut.test")
     parser.add_argument("--flaw", action="append", default=[], help="switch on a flaw (repeatable)")
     parser.add_argument("--exit-with-parent", action="store_true",
@@ -71,7 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     def announce(service, port, profile_path):
         print(f"READY {profile_path}", flush=True)
 
-    config = ServiceConfig(data_dir=args.data, port=args.port, domain=args.domain, flaws=flaws)
+    config = ServiceConfig(data_dir=args.data, port=args.port, side_door_port=args.side_door_port,
+                           s2s_port=args.s2s_port, domain=args.domain, flaws=flaws)
     try:
         asyncio.run(serve(config, announce, exit_with_parent=args.exit_with_parent))
     except OSError as exc:

@@ -12,6 +12,8 @@ class ServiceConfig:
     domain: str = "iut.test"
     host: str = "127.0.0.1"
     port: int = 0
+    side_door_port: int = 0  # the second client listener (0: any free port; kept across restarts)
+    s2s_port: int = 0  # the inbound server-to-server listener (0: any free port; kept across restarts)
     accounts: tuple[str, ...] = ("alice", "bob", "mallory")
     flaws: frozenset[str] = frozenset()
     max_auth_failures: int = 3  # RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries

@@ -20,7 +20,7 @@ class Flaw:
 _FLAWS = [
     Flaw("presence-to-pending-subscribers",
          "broadcasts presence to contacts whose subscription request is still pending",
-         ("IMPP-5.1-2", "IMPP-5.5-1", "IMPP-5.5-2")),
+         ("IMPP-5.1-2", "IMPP-5.5-1", "IMPP-5.5-2", "IMPP-5.9-1")),
     Flaw("presence-ignores-blocklist",
          "applies XEP-0191 blocks to messages only: presence still flows to blocked contacts",
          ("IMPP-5.1-2", "IMPP-5.5-2", "IMPP-5.5-3", "IMPP-5.5-4")),
@@ -170,6 +170,18 @@ _FLAWS = [
     Flaw("legacy-tls-accepted",
          "accepts TLS 1.0 and 1.1 and anonymous/NULL cipher suites: minimum version and security level lowered",
          ("IMPP-T1-6",)),
+    # -- inbound server-to-server (RFC 6120, XEP-0178), reference/s2s.py
+    Flaw("s2s-unauthenticated-stanzas-accepted",
+         "routes stanzas from a peer server that completed STARTTLS but never authenticated, believing the domain "
+         "its stream header claims (so an impostor whose certificate earned no EXTERNAL offer is routed too)",
+         ("IMPP-2-2", "IMPP-2-4")),
+    Flaw("s2s-from-not-checked",
+         "lets a peer server authenticated for one domain send stanzas from any domain, this service's own included",
+         ("IMPP-2-3",)),
+    Flaw("s2s-any-certificate-accepted",
+         "takes any TLS client certificate its CA issued, expired or for another domain, as proof of whatever "
+         "domain the peer claims, and offers and grants SASL EXTERNAL on it",
+         ("IMPP-2-4",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

@@ -25,6 +25,8 @@ class ReferenceProcess:
         self.data_dir = data_dir
         self.flaws = tuple(flaws)
         self.port = port
+        self.side_door_port = 0  # learnt at the first start, so a restart serves the same listeners
+        self.s2s_port = 0  # likewise the server-to-server listener (the profile's [federation] port)
         self.process: subprocess.Popen | None = None
         self.profile_path: Path | None = None
 
@@ -32,7 +34,8 @@ class ReferenceProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         # --exit-with-parent: the service stops when our end of its stdin closes, even if we are killed.
         command = [sys.executable, "-m", "conformance.reference", "--data", str(self.data_dir),
-                   "--port", str(self.port), "--exit-with-parent"]
+                   "--port", str(self.port), "--side-door-port", str(self.side_door_port),
+                   "--s2s-port", str(self.s2s_port), "--exit-with-parent"]
         for flaw in self.flaws:
             command += ["--flaw", flaw]
         stderr = open(self.data_dir / "stderr.log", "ab")
@@ -48,6 +51,10 @@ class ReferenceProcess:
         self.profile_path = Path(line.split(" ", 1)[1])
         profile = profiles.load(self.profile_path)
         self.port = profile.target.port
+        if profile.target.listeners:
+            self.side_door_port = int(profile.target.listeners[0].rsplit(":", 1)[1])
+        if profile.federation is not None:
+            self.s2s_port = profile.federation.port
         return dataclasses.replace(profile, embedded=True)
 
     def _read_line(self, timeout: float) -> str:

@@ -143,6 +143,9 @@ class Presence:
         authorized = item is not None and item.has_from and not self.service.blocking.blocks(owner, prober)
         if not authorized and not self.service.flawed("probe-answers-anyone"):
             return  # RFC 6121 §4.3.2 / §11: reveal nothing to an unauthorized prober
+        if prober.domain != self.service.config.domain:
+            self.service.log(f"probe from {prober} for {owner} would be answered, but there is no outbound s2s yet")
+            return
         targets = [only] if only is not None else self.service.available_sessions(prober.local)
         owner_sessions = self.service.available_sessions(owner)
         if not owner_sessions:
@@ -171,6 +174,25 @@ class Presence:
     def send_unavailable(self, owner: str, contact: str) -> None:
         for session in self.service.available_sessions(owner):
             self.send_to_contact(contact, presence(type_="unavailable", from_=str(session.jid)))
+
+    # -- presence from other domains' users (s2s.py) ---------------------------------------------------------------
+
+    def inbound_remote(self, sender: JID, stanza: Element, to: JID) -> None:
+        """Presence from a user of another domain, off an authenticated server-to-server stream, to a local JID:
+        subscription stanzas and probes are handled as for a local sender (RFC 6121 §3, §4.3), other presence is
+        delivered like directed presence unless the recipient blocks the sender (XEP-0191 §3.3)."""
+        if to.local is None or to.local not in self.store.accounts:
+            return
+        owner = to.local
+        ptype = stanza.get("type")
+        if ptype in SUBSCRIPTION_TYPES:
+            stanza.set("from", str(sender.bare))  # RFC 6121 §3: subscription stanzas carry bare JIDs
+            stanza.set("to", str(to.bare))
+            getattr(self, f"_in_{ptype}")(owner, stanza)
+        elif ptype == "probe":
+            self.inbound_probe(owner, sender.bare)
+        elif ptype in (None, "unavailable", "error") and not self.service.blocking.blocks(owner, sender):
+            self.service.deliver_direct(to, stanza)
 
     # -- subscription handshakes, user side (RFC 6121 §3) -------------------------------------------------------------
 
@@ -252,7 +274,10 @@ class Presence:
         if item is not None and item.has_from:
             # Already subscribed: auto-reply on the contact's behalf (RFC 6121 §3.1.3).
             reply = presence(to=str(requester), type_="subscribed", from_=f"{owner}@{self.service.config.domain}")
-            self._in_subscribed(requester.local, reply)
+            if requester.domain != self.service.config.domain:
+                self.service.deliver_direct(requester, reply)  # another domain's user: no outbound s2s yet (dropped)
+            else:
+                self._in_subscribed(requester.local, reply)
             return
         self.store.pending_in.setdefault(owner, {})[str(requester)] = to_bytes(stanza, CLIENT).decode()
         self.store.save()

@@ -28,6 +28,8 @@ from .c2s import Session
 from .config import ServiceConfig
 from .pep import Pep
 from .presence import Presence
+from .s2s import S2sSession
+from .s2s import tls_context as s2s_tls_context
 from .sm import StreamManagement
 from .store import Store
 from .tls_lenience import swallow_tls_errors
@@ -56,6 +58,8 @@ class Service:
                 self.tls_context.minimum_version = ssl.TLSVersion.TLSv1
             self.tls_context.set_ciphers("ALL:aNULL:eNULL:@SECLEVEL=0")
         self.tls_context.load_cert_chain(self.certs.cert, self.certs.key)
+        # Server-to-server (s2s.py) has its own context: it asks peers for certificates and verifies them.
+        self.s2s_tls_context = s2s_tls_context(self.certs, any_certificate=self.flawed("s2s-any-certificate-accepted"))
         self.store = Store(config.data_dir / "state.json", persist_blocklists=not self.flawed("blocklist-not-persisted"))
         self.passwords_file = config.data_dir / "passwords.txt"
         self.passwords = self._ensure_accounts()
@@ -69,6 +73,9 @@ class Service:
         self._server: asyncio.base_events.Server | None = None
         self._side_door: asyncio.base_events.Server | None = None
         self.side_door_port: int | None = None
+        self._s2s: asyncio.base_events.Server | None = None
+        self.s2s_port: int | None = None
+        self.s2s_sessions: set[S2sSession] = set()
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
         if self.flawed("tls-errors-ignored"):
@@ -110,10 +117,16 @@ class Service:
         plaintext = self.flawed("plaintext-side-door")
         self._side_door = await asyncio.start_server(
             lambda r, w: self._accept(r, w, direct_tls=not plaintext, plaintext_door=plaintext),
-            self.config.host, 0, ssl=None if plaintext else self.tls_context, reuse_address=True, limit=64 * 1024)
+            self.config.host, self.config.side_door_port, ssl=None if plaintext else self.tls_context,
+            reuse_address=True, limit=64 * 1024)
         self.side_door_port = self._side_door.sockets[0].getsockname()[1]
         self.log(f"second client listener on {self.config.host}:{self.side_door_port} "
                  f"({'plaintext' if plaintext else 'direct TLS'})")
+        # Inbound server-to-server (s2s.py): other domains' servers, authenticated by certificate (XEP-0178).
+        self._s2s = await asyncio.start_server(self._accept_s2s, self.config.host, self.config.s2s_port,
+                                               reuse_address=True, limit=64 * 1024)
+        self.s2s_port = self._s2s.sockets[0].getsockname()[1]
+        self.log(f"server-to-server listener on {self.config.host}:{self.s2s_port}")
         return port
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, direct_tls: bool = False,
@@ -126,14 +139,27 @@ class Service:
         finally:
             self._tasks.discard(task)
 
+    async def _accept_s2s(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        session = S2sSession(self, reader, writer)
+        task = asyncio.current_task()
+        self._tasks.add(task)
+        self.s2s_sessions.add(session)
+        try:
+            await session.run()
+        finally:
+            self.s2s_sessions.discard(session)
+            self._tasks.discard(task)
+
     async def stop(self) -> None:
         self.stopping = True
-        for server in (self._server, self._side_door):
+        for server in (self._server, self._side_door, self._s2s):
             if server is not None:
                 server.close()
         self.sm.shutdown()
         for session in list(self.sessions.values()):
             session.close("system-shutdown")
+        for s2s_session in list(self.s2s_sessions):
+            s2s_session.close("system-shutdown")
         for task in list(self._tasks):
             task.cancel()
         self.store.save()
@@ -208,9 +234,23 @@ class Service:
         else:
             self.route_iq(bound, sender, stanza, to)
 
+    def handle_remote_stanza(self, sender: JID, stanza: Element, to: JID) -> None:
+        """A stanza from another domain's user, off an authenticated server-to-server stream (s2s.py checked its
+        'from' against the peer's domain and its 'to' against ours). There is no sending session: what the service
+        answers to `sender` goes through deliver_direct, which has no outbound s2s yet and drops it."""
+        what = kind(stanza)
+        if what == "presence":
+            self.presence.inbound_remote(sender, stanza, to)
+        elif what == "message":
+            self.route_message(None, sender, stanza, to)
+        else:
+            self.route_iq(None, sender, stanza, to)
+
     def deliver_direct(self, to: JID, stanza: Element) -> None:
         """Deliver to a local full JID, or to every available resource of a local bare JID; no storage."""
         if to.domain != self.config.domain:
+            # No outbound server-to-server connections yet: answers to other domains are dropped.
+            self.log(f"no outbound s2s: dropped <{split(stanza.tag)[1]} type='{stanza.get('type', '')}'/> to {to}")
             return
         if to.resource is not None:
             target = self.sessions.get(to)

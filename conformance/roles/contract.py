@@ -128,3 +128,18 @@ ATTACKER = {
     "sees_the_iut_close": "seconds until the IUT closed the victim's connection, or None within T_CLOSE",
     "replays_the_session": "send what the victim sent, recorded, again on a fresh connection to the IUT",
 }
+
+# The harness as another domain's server (the `remote_server` fixture) and the server-to-server streams it opens.
+REMOTE_SERVER = {
+    "connects": "open a server-to-server stream to the IUT with a chosen certificate, authenticating or not",
+    "domain": "the domain the harness plays as an honest peer",
+}
+PEER_STREAM = {
+    "authenticated": "the IUT accepted the stream's proof of its domain",
+    "domain": "the domain the stream claims",
+    "login": "what happened in TLS and SASL (for messages)",
+    "sends_message": "send a message to a local party (from the stream's domain, or a chosen address)",
+    "sends_presence": "send directed presence to a local party",
+    "requests_subscription_to": "ask to watch a local party",
+    "reaction": "how the IUT treated the stream: stream error, close, or nothing within T_CLOSE",
+}

@@ -72,6 +72,7 @@ class XmppClient:
         self.sasl_sent: list[str] = []  # the client's SASL messages of the last exchange (for replay tests)
         self.sasl_received: list[str] = []  # the IUT's SCRAM messages of the last exchange (server-first, -final)
         self.announce: str | None = None  # 'from' of the stream headers sent from now on (RFC 6120 §4.7.1)
+        self.content_ns = CLIENT  # jabber:server when the harness plays a server (server-to-server streams)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
@@ -148,7 +149,7 @@ class XmppClient:
     # -- negotiation --------------------------------------------------------------------------------------------
 
     async def send(self, element: Element) -> None:
-        await self.conn.send(to_bytes(element, CLIENT))
+        await self.conn.send(to_bytes(element, self.content_ns))
 
     async def send_raw(self, data: bytes) -> None:
         await self.conn.send(data)
@@ -158,7 +159,8 @@ class XmppClient:
         self.parser = StreamParser(self.limits)
         self.stream_attrs = {}
         self._pending.clear()
-        await self.send_raw(stream_header(to=to or self.domain, from_=from_ or self.announce))
+        await self.send_raw(stream_header(to=to or self.domain, from_=from_ or self.announce,
+                                          content_ns=self.content_ns))
         unit = await self.read_unit()
         if unit.tag != q("http://etherx.jabber.org/streams", "features"):
             raise ProtocolViolation(f"expected <stream:features/>, got {unit.tag}")
@@ -218,6 +220,8 @@ class XmppClient:
                 result = await self._auth_plain(username, password, authzid or "")
             elif mechanism == "ANONYMOUS":
                 result = await self._auth_anonymous()
+            elif mechanism == "EXTERNAL":
+                result = await self._auth_external(authzid)
             else:
                 result = await self._auth_scram(mechanism, username, password, authzid,
                                                 channel_binding=channel_binding,
@@ -227,6 +231,12 @@ class XmppClient:
         if result.success:
             await self.open_stream()
         return result
+
+    async def _auth_external(self, authzid: str | None) -> AuthResult:
+        """SASL EXTERNAL (RFC 4422 App. A, XEP-0178): the identity is the TLS client certificate's; a server names
+        the domain it claims as authorization identity, or sends '=' to let the certificate speak."""
+        await self.send(E("auth", {"mechanism": "EXTERNAL"}, text=sasl.b64(authzid or ""), ns=SASL))
+        return self._auth_outcome("EXTERNAL", await self.read_unit())
 
     async def _auth_anonymous(self) -> AuthResult:
         """SASL ANONYMOUS (RFC 4505, XEP-0175): no credentials; the service assigns a temporary identity."""

@@ -369,6 +369,7 @@ class Unauthenticated:
             return client
         client = self.rt.call(run)
         if client is None:
+            note(f"{listener} served no plaintext XMPP stream (see the transcript: refused, closed, or TLS only)")
             return None
         stream = UnauthenticatedStream(self.rt, client, label, self.cast)
         self.cast.extra_streams.append(stream)

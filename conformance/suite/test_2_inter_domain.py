@@ -1,0 +1,61 @@
+"""§2 Inter-domain: "inter-domain communications are intermediated by a DOMAIN SERVER". The IUT takes a remote
+domain's traffic only over a server-to-server link that proved that domain, and only for that domain."""
+
+import pytest
+
+from conformance.marks import case
+from conformance.verdicts import check, note, positive_control
+
+
+def _honest_link(alice, remote_server):
+    """The harness as the honest remote domain: authenticated by its certificate, its message delivered."""
+    link = remote_server.connects()
+    with positive_control():
+        check(link.authenticated, f"the IUT did not accept the harness as {link.domain} with a valid certificate "
+                                  f"({link.login.detail}), so refusals below would prove nothing")
+        alice.receives(link.sends_message(to=alice))
+    return link
+
+
+@case("IMPP-2-2")
+def test_stanzas_from_an_unauthenticated_peer_are_refused(alice, remote_server):
+    _honest_link(alice, remote_server)
+    peer = remote_server.connects(authenticates=False)
+    forged = peer.sends_message(to=alice)
+    request = peer.requests_subscription_to(alice)
+    reaction = peer.reaction()
+    if reaction.stream_error != "not-authorized":
+        note(f"the unauthenticated stream got {reaction}, not the <not-authorized/> stream error of RFC 6120 §4.3.5")
+    alice.does_not_receive(forged)
+    alice.does_not_receive(request)
+
+
+CLAIMS = [
+    pytest.param("x@other.test", "invalid-from", id="another-domain"),
+    pytest.param("alice", "invalid-from", id="the-iut-s-own-domain"),
+    pytest.param("", "improper-addressing", id="no-from"),
+]
+
+
+@case("IMPP-2-3")
+@pytest.mark.parametrize("claim, condition", CLAIMS)
+def test_an_authenticated_peer_speaks_only_for_its_own_domain(alice, bob, remote_server, claim, condition):
+    link = _honest_link(alice, remote_server)
+    sender, recipient = (alice.bare, bob) if claim == "alice" else (claim, alice)
+    forged = link.sends_message(to=recipient, from_=sender)
+    reaction = link.reaction()
+    if reaction.stream_error != condition:
+        note(f"the stream got {reaction}, not the <{condition}/> stream error of RFC 6120 §8.1.2.2 / §8.1.1.1")
+    recipient.does_not_receive(forged)
+
+
+@case("IMPP-2-4")
+@pytest.mark.parametrize("certificate", ["self-signed", "rogue-ca", "other-domain", "expired"])
+def test_a_certificate_that_does_not_prove_the_domain_is_not_accepted(alice, remote_server, certificate):
+    _honest_link(alice, remote_server)
+    impostor = remote_server.connects(certificate=certificate)
+    check(not impostor.authenticated, f"the IUT accepted a {certificate} certificate as proof of "
+                                      f"{impostor.domain} ({impostor.login.detail}); XEP-0178 §3")
+    forged = impostor.sends_message(to=alice)
+    impostor.reaction()
+    alice.does_not_receive(forged)
