@@ -143,6 +143,8 @@ class Relay:
             await asyncio.wait_for(self._relay(victim_r, victim_w), self.lifetime)
         except asyncio.TimeoutError:
             self.recorder.event(f"mitm#{len(self.legs)}", f"relay gave up after its {self.lifetime:g}s lifetime")
+        except asyncio.CancelledError:
+            pass  # the relay is closing at the end of the test: end this connection's handler quietly
         finally:
             victim_w.close()
             self._tasks.discard(task)
