@@ -175,6 +175,10 @@ _FLAWS = [
          "routes stanzas from a peer server that completed STARTTLS but never authenticated, believing the domain "
          "its stream header claims (so an impostor whose certificate earned no EXTERNAL offer is routed too)",
          ("IMPP-2-2", "IMPP-2-4")),
+    Flaw("dialback-unverified-accepted",
+         "takes a server-dialback key as proof of the claimed domain without asking that domain's server to "
+         "verify it",
+         ("IMPP-2-1",)),
     Flaw("s2s-from-not-checked",
          "lets a peer server authenticated for one domain send stanzas from any domain, this service's own included",
          ("IMPP-2-3",)),

@@ -316,6 +316,9 @@ class S2sSession:
     async def _on_unit(self, unit: Element) -> None:
         uri = split(unit.tag)[0]
         if uri == DIALBACK:
+            if self.service.flawed("dialback-unverified-accepted") and split(unit.tag)[1] == "result" and self.tls:
+                self._dialback_without_verification(unit)
+                return
             # XEP-0220 is not offered: identity is proved by certificate only (XEP-0178).
             self.close("policy-violation", "server dialback is not offered; authenticate with SASL EXTERNAL")
         elif not self.tls:
@@ -402,6 +405,17 @@ class S2sSession:
         limit = self.service.config.max_auth_failures
         if self.auth_failures >= limit:
             self.close("policy-violation", f"too many failed authentication attempts ({limit})")
+
+    def _dialback_without_verification(self, result: Element) -> None:
+        """Flaw 'dialback-unverified-accepted': takes a dialback key as proof without asking the claimed domain's
+        authoritative server to verify it (XEP-0220 §2.2.1 requires that verification)."""
+        claimed = _domain(result.get("from"))
+        if claimed is None:
+            self.close("improper-addressing", "dialback result without a valid 'from'")
+            return
+        self.authenticated = claimed
+        self.log(f"dialback key from {claimed} accepted unverified (flaw)")
+        self.emit(E(f"{{{DIALBACK}}}result", {"from": self.service.config.domain, "to": claimed, "type": "valid"}))
 
     # -- stanzas (RFC 6120 §8.1.1.1, §8.1.2.2) ---------------------------------------------------------------------
 

@@ -141,5 +141,6 @@ PEER_STREAM = {
     "sends_message": "send a message to a local party (from the stream's domain, or a chosen address)",
     "sends_presence": "send directed presence to a local party",
     "requests_subscription_to": "ask to watch a local party",
+    "claims_by_dialback": "claim the stream's domain with a server-dialback key no authoritative server confirms",
     "reaction": "how the IUT treated the stream: stream error, close, or nothing within T_CLOSE",
 }

@@ -59,3 +59,16 @@ def test_a_certificate_that_does_not_prove_the_domain_is_not_accepted(alice, rem
     forged = impostor.sends_message(to=alice)
     impostor.reaction()
     alice.does_not_receive(forged)
+
+
+@case("IMPP-2-1")
+def test_a_spoofed_domain_gets_nothing_delivered(alice, remote_server):
+    _honest_link(alice, remote_server)
+    # The attacker's server has a valid certificate, but for its own domain (evil.test), and claims spoof.test.
+    spoofer = remote_server.connects(certificate="other-domain", claiming="spoof.test", authenticates=False)
+    spoofer.claims_by_dialback()
+    forged = spoofer.sends_message(to=alice, from_="eve@spoof.test")
+    request = spoofer.requests_subscription_to(alice, from_="eve@spoof.test")
+    note(f"the IUT's answer to the unverifiable dialback claim: {spoofer.reaction()}")
+    alice.does_not_receive(forged)
+    alice.does_not_receive(request)

@@ -73,6 +73,7 @@ class XmppClient:
         self.sasl_received: list[str] = []  # the IUT's SCRAM messages of the last exchange (server-first, -final)
         self.announce: str | None = None  # 'from' of the stream headers sent from now on (RFC 6120 §4.7.1)
         self.content_ns = CLIENT  # jabber:server when the harness plays a server (server-to-server streams)
+        self.extra_ns: dict[str, str] = {}  # prefixes the stream header declares (a server's xmlns:db, XEP-0220)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
         # stream management (XEP-0198)
         self.sm_id: str | None = None  # SM-ID of the session, when the IUT made it resumable
@@ -160,7 +161,7 @@ class XmppClient:
         self.stream_attrs = {}
         self._pending.clear()
         await self.send_raw(stream_header(to=to or self.domain, from_=from_ or self.announce,
-                                          content_ns=self.content_ns))
+                                          content_ns=self.content_ns, extra_ns=self.extra_ns or None))
         unit = await self.read_unit()
         if unit.tag != q("http://etherx.jabber.org/streams", "features"):
             raise ProtocolViolation(f"expected <stream:features/>, got {unit.tag}")

@@ -22,12 +22,14 @@ from conformance.transport.connection import Connection, ConnectionClosed, Hands
 from conformance.verdicts import SetupFailed, Unsupported
 
 from .client import ProtocolViolation, StreamEnded, XmppClient
-from .codec.stanza import SERVER, TLS, message, presence
+from .codec.stanza import SERVER, TLS, message, presence, q
+from .codec.xml import E
 from .runtime import Runtime
 
 if TYPE_CHECKING:
     from .party import XmppParty
 
+DIALBACK = "jabber:server:dialback"
 CERTIFICATES = ("valid", "self-signed", "rogue-ca", "other-domain", "expired", "none")
 
 
@@ -79,6 +81,12 @@ class PeerStream:
         update = self._update("presence", canary)
         self._send(presence(to=to.bare, status=canary, from_=self._sender(from_), ns=SERVER))
         return update
+
+    def claims_by_dialback(self) -> None:
+        """Claim the stream's domain with a server-dialback key (XEP-0220 §2.1.1) that no authoritative server
+        will ever confirm: the attacker's key is made up."""
+        key = self.rt.canary(f"{self.domain}-dialback-key").encode().hex()
+        self._send(E(q(DIALBACK, "result"), {"from": self.domain, "to": self.rt.domain}, text=key))
 
     def requests_subscription_to(self, party: "XmppParty", *, from_: str | None = None) -> Update:
         """A subscription request (canary in its status) to a local party."""
@@ -204,6 +212,7 @@ class RemoteServer:
                                   f"{exc}") from None
             client = XmppClient(conn, self.rt.domain, limits=self.rt.limits, timeout=self.rt.timeouts.step)
             client.content_ns, client.announce, client.auto_reply = SERVER, domain, False
+            client.extra_ns = {"db": DIALBACK}  # a server that speaks dialback says so (XEP-0220 §2.1.1)
             login = await self._negotiate(client, context, authenticates)
             return client, login
         client, login = self.rt.call(run)
