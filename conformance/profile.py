@@ -71,6 +71,12 @@ class Federation:
     # evil.test.crt/.key (valid, for another domain), <remote_domain>-expired.crt/.key; the self-signed and rogue-CA
     # certificates the harness makes itself
     certificates: Path
+    # where the harness accepts the IUT's own server-to-server connections to remote_domain (on the target's host);
+    # the IUT must be configured to reach remote_domain's server there. Absent: the outbound cases are UNSUPPORTED
+    listen_port: int | None = None
+    # where the harness answers DNS for its own domains while it listens (SRV to listen_port), for an IUT whose
+    # resolver is pointed there (ejabberd's inetrc); absent: the IUT finds remote_domain some other way
+    dns_port: int | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +99,8 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
                "listeners": (list,)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
     "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
-    "federation": {"port": (int,), "remote_domain": (str,), "certificates": (str,)},
+    "federation": {"port": (int,), "remote_domain": (str,), "certificates": (str,), "listen_port": (int,),
+                   "dns_port": (int,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
@@ -210,8 +217,11 @@ def _federation(path: Path, raw: Any, files_exist: bool) -> Federation | None:
     certificates = (path.parent / raw["certificates"]).resolve()
     if files_exist and not certificates.is_dir():
         raise ProfileError(f"{path}: 'federation.certificates' {certificates} is not a directory")
+    for key in ("listen_port", "dns_port"):
+        if key in raw and not 0 < raw[key] < 65536:
+            raise ProfileError(f"{path}: 'federation.{key}' must be between 1 and 65535")
     return Federation(port=raw["port"], remote_domain=raw["remote_domain"].lower().rstrip("."),
-                      certificates=certificates)
+                      certificates=certificates, listen_port=raw.get("listen_port"), dns_port=raw.get("dns_port"))
 
 
 def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "",

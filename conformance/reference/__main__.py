@@ -23,6 +23,7 @@ from .service import Service
 
 def profile_text(service: Service, port: int) -> str:
     flaws = ", ".join(sorted(service.flaws)) or "none"
+    remote = service.config.peers.get(pki.REMOTE_DOMAIN)
     return render(
         {"name": "reference" if not service.flaws else f"reference+{'+'.join(sorted(service.flaws))}",
          "protocol": "xmpp", "domain": service.config.domain, "host": service.config.host, "port": port,
@@ -31,7 +32,9 @@ def profile_text(service: Service, port: int) -> str:
         {user: (user, service.passwords[user]) for user in service.config.accounts},
         comment=f"The embedded reference service (flaws: {flaws}), generated at start-up.",
         federation={"port": service.s2s_port, "remote_domain": pki.REMOTE_DOMAIN,
-                    "certificates": str(service.certs.peers.resolve())})
+                    "certificates": str(service.certs.peers.resolve()),
+                    # where the service looks for remote.test's server (--peer): the harness listens there
+                    "listen_port": remote[1] if remote else None})
 
 
 async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:
@@ -56,6 +59,17 @@ async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = Fal
     await service.stop()
 
 
+def _peer(text: str) -> tuple[str, tuple[str, int]]:
+    """DOMAIN=HOST:PORT (an IPv6 host in brackets) -> (domain, (host, port))."""
+    domain, sep, address = text.partition("=")
+    host, _, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    domain = domain.strip().lower().rstrip(".")
+    if not sep or not domain or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not DOMAIN=HOST:PORT")
+    return domain, (host, int(port))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m conformance.reference", description=__doc__)
     parser.add_argument("--data", required=True, type=Path, help="data directory (state, certificates, log)")
@@ -64,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="TCP port of the second (direct TLS) client listener (0: any free port)")
     parser.add_argument("--s2s-port", type=int, default=0,
                         help="TCP port of the inbound server-to-server listener (0: any free port)")
+    parser.add_argument("--peer", action="append", default=[], type=_peer, metavar="DOMAIN=HOST:PORT",
+                        help="where another domain's server listens, for outbound server-to-server (repeatable); "
+                             "other domains are unreachable (no DNS lookups)")
     parser.add_argument("--domain", default="iut.test")
     parser.add_argument("--flaw", action="append", default=[], help="switch on a flaw (repeatable)")
     parser.add_argument("--exit-with-parent", action="store_true",
@@ -79,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"READY {profile_path}", flush=True)
 
     config = ServiceConfig(data_dir=args.data, port=args.port, side_door_port=args.side_door_port,
-                           s2s_port=args.s2s_port, domain=args.domain, flaws=flaws)
+                           s2s_port=args.s2s_port, domain=args.domain, flaws=flaws, peers=dict(args.peer))
     try:
         asyncio.run(serve(config, announce, exit_with_parent=args.exit_with_parent))
     except OSError as exc:

@@ -14,6 +14,9 @@ class ServiceConfig:
     port: int = 0
     side_door_port: int = 0  # the second client listener (0: any free port; kept across restarts)
     s2s_port: int = 0  # the inbound server-to-server listener (0: any free port; kept across restarts)
+    # outbound server-to-server (s2s_out.py): where each other domain's server listens (domain -> (host, port)); a
+    # domain not listed is unreachable (no DNS lookups), and what would go there is dropped
+    peers: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
     accounts: tuple[str, ...] = ("alice", "bob", "mallory")
     flaws: frozenset[str] = frozenset()
     max_auth_failures: int = 3  # RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries
@@ -27,3 +30,8 @@ class ServiceConfig:
     max_sm_queue: int = 1000  # unacknowledged stanzas kept per session
     max_hibernating_per_user: int = 4
     max_hibernating: int = 256
+    s2s_out_connect_timeout: float = 10.0  # TCP connect to a peer server
+    s2s_out_step_timeout: float = 10.0  # each answer during negotiation (stream header, features, TLS handshake)
+    s2s_out_auth_timeout: float = 30.0  # the peer's SASL <success/> or <failure/>
+    s2s_out_idle_timeout: float = 60.0  # an established outbound stream with nothing to send is closed
+    s2s_out_max_queue: int = 200  # stanzas waiting per remote domain; beyond that they are dropped

@@ -186,6 +186,19 @@ _FLAWS = [
          "takes any TLS client certificate its CA issued, expired or for another domain, as proof of whatever "
          "domain the peer claims, and offers and grants SASL EXTERNAL on it",
          ("IMPP-2-4",)),
+    # -- outbound server-to-server (RFC 6120, XEP-0178), reference/s2s_out.py
+    Flaw("s2s-out-plaintext",
+         "connects to a remote domain's server that offers no STARTTLS anyway, and sends it presence and messages "
+         "in clear, on a stream that never authenticated",
+         ("IMPP-5.9-2", "IMPP-5.14-2")),
+    Flaw("s2s-out-certificate-unchecked",
+         "does not verify the remote server's TLS certificate (neither its issuer, nor its validity, nor that it "
+         "names the remote domain) before sending it presence and messages",
+         ("IMPP-2-5",)),
+    Flaw("s2s-out-before-authentication",
+         "waits only a moment for the remote server to confirm its SASL EXTERNAL, then sends the queued presence "
+         "and messages over the still unauthenticated stream",
+         ("IMPP-5.9-1", "IMPP-5.14-1")),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

@@ -8,16 +8,25 @@ import dataclasses
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from conformance import pki
 from conformance import profile as profiles
 
 
 class LaunchError(Exception):
     pass
+
+
+def _free_port() -> int:
+    """A loopback port nothing listens on right now (the harness listens there later, as remote.test's server)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ReferenceProcess:
@@ -27,15 +36,21 @@ class ReferenceProcess:
         self.port = port
         self.side_door_port = 0  # learnt at the first start, so a restart serves the same listeners
         self.s2s_port = 0  # likewise the server-to-server listener (the profile's [federation] port)
+        # where the service finds remote.test's server (outbound s2s), i.e. where the harness listens as that
+        # server (the profile's federation.listen_port): picked at the first start, kept across restarts
+        self.remote_port = 0
         self.process: subprocess.Popen | None = None
         self.profile_path: Path | None = None
 
     def start(self, timeout: float = 30.0) -> profiles.Profile:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if not self.remote_port:
+            self.remote_port = _free_port()
         # --exit-with-parent: the service stops when our end of its stdin closes, even if we are killed.
         command = [sys.executable, "-m", "conformance.reference", "--data", str(self.data_dir),
                    "--port", str(self.port), "--side-door-port", str(self.side_door_port),
-                   "--s2s-port", str(self.s2s_port), "--exit-with-parent"]
+                   "--s2s-port", str(self.s2s_port), "--peer", f"{pki.REMOTE_DOMAIN}=127.0.0.1:{self.remote_port}",
+                   "--exit-with-parent"]
         for flaw in self.flaws:
             command += ["--flaw", flaw]
         stderr = open(self.data_dir / "stderr.log", "ab")

@@ -29,9 +29,13 @@ class Presence:
     # -- delivery helpers -----------------------------------------------------------------------------------------
 
     def send_to_contact(self, contact: str, stanza: Element) -> None:
-        """Deliver a presence stanza to every available resource of a local contact (bare JID string)."""
+        """Deliver a presence stanza to every available resource of a local contact (bare JID string), or to a
+        contact of another domain through that domain's server (outbound s2s)."""
         jid = JID.parse(contact)
         if jid.domain != self.service.config.domain:
+            copy_ = copy.deepcopy(stanza)
+            copy_.set("to", str(jid))
+            self.service.deliver_direct(jid, copy_)
             return
         for session in self.service.available_sessions(jid.local):
             copy_ = copy.deepcopy(stanza)
@@ -67,7 +71,12 @@ class Presence:
             getattr(self, f"_out_{ptype}")(sender.bare, to.bare, stanza)
         elif ptype == "probe":
             if to is not None and to.local is not None:
-                self.inbound_probe(to.local, sender.bare)
+                if to.domain != self.service.config.domain:  # RFC 6121 §4.3.1: the contact's server answers
+                    stanza.set("from", str(sender.bare))
+                    stanza.set("to", str(to.bare))
+                    self.service.deliver_direct(to.bare, stanza)
+                else:
+                    self.inbound_probe(to.local, sender.bare)
         elif ptype == "error":
             if to is not None:
                 self.service.deliver_direct(to, stanza)
@@ -109,11 +118,16 @@ class Presence:
 
     def _on_initial_presence(self, session: "Session") -> None:
         owner = session.jid.local
-        # RFC 6121 §4.3: probe the contacts this user is subscribed to (local contacts answer directly).
+        # RFC 6121 §4.3: probe the contacts this user is subscribed to (local contacts answer directly, other
+        # domains' servers through outbound s2s).
+        user = JID.parse(f"{owner}@{self.service.config.domain}")
         for contact, item in self.store.roster(owner).items():
             if item.has_to:
-                self.inbound_probe(JID.parse(contact).local, JID.parse(f"{owner}@{self.service.config.domain}"),
-                                   only=session)
+                contact_jid = JID.parse(contact)
+                if contact_jid.domain != self.service.config.domain:
+                    self.service.deliver_direct(contact_jid, presence(to=contact, type_="probe", from_=str(user)))
+                else:
+                    self.inbound_probe(contact_jid.local, user, only=session)
         for other in self.service.available_sessions(owner):
             if other is not session and other.presence is not None:
                 copy_ = copy.deepcopy(other.presence)
@@ -144,7 +158,7 @@ class Presence:
         if not authorized and not self.service.flawed("probe-answers-anyone"):
             return  # RFC 6121 §4.3.2 / §11: reveal nothing to an unauthorized prober
         if prober.domain != self.service.config.domain:
-            self.service.log(f"probe from {prober} for {owner} would be answered, but there is no outbound s2s yet")
+            self._answer_remote_probe(owner, prober.bare)
             return
         targets = [only] if only is not None else self.service.available_sessions(prober.local)
         owner_sessions = self.service.available_sessions(owner)
@@ -165,6 +179,23 @@ class Presence:
                 copy_.set("from", str(session.jid))
                 copy_.set("to", str(target.jid))
                 target.send(copy_)
+
+    def _answer_remote_probe(self, owner: str, prober: JID) -> None:
+        """An authorized prober of another domain gets the owner's current presence, one stanza per available
+        resource, or the last unavailable presence (RFC 6121 §4.3.2), through outbound s2s."""
+        owner_sessions = [s for s in self.service.available_sessions(owner) if s.presence is not None]
+        if not owner_sessions:
+            last = self.last_unavailable.get(owner, presence(type_="unavailable",
+                                                            from_=f"{owner}@{self.service.config.domain}"))
+            answer = copy.deepcopy(last)
+            answer.set("to", str(prober))
+            self.service.deliver_direct(prober, answer)
+            return
+        for session in owner_sessions:
+            answer = copy.deepcopy(session.presence)
+            answer.set("from", str(session.jid))
+            answer.set("to", str(prober))
+            self.service.deliver_direct(prober, answer)
 
     def send_current_presence(self, owner: str, contact: str) -> None:
         for session in self.service.available_sessions(owner):
@@ -198,7 +229,8 @@ class Presence:
 
     def _route(self, to: JID, stanza: Element, inbound) -> None:
         if to.domain != self.service.config.domain:
-            return  # no federation yet
+            self.service.deliver_direct(to, stanza)  # to that domain's server (outbound s2s), if it is known
+            return
         if to.local not in self.store.accounts:
             return
         inbound(to.local, stanza)
@@ -275,7 +307,7 @@ class Presence:
             # Already subscribed: auto-reply on the contact's behalf (RFC 6121 §3.1.3).
             reply = presence(to=str(requester), type_="subscribed", from_=f"{owner}@{self.service.config.domain}")
             if requester.domain != self.service.config.domain:
-                self.service.deliver_direct(requester, reply)  # another domain's user: no outbound s2s yet (dropped)
+                self.service.deliver_direct(requester, reply)  # another domain's user: through outbound s2s
             else:
                 self._in_subscribed(requester.local, reply)
             return

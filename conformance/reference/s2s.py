@@ -8,8 +8,9 @@ use them). Server dialback (XEP-0220) is not offered. Stanzas are accepted only 
 from the authenticated domain and only to this service's domain; every other case is a stream error and the
 stream is closed, with nothing routed (RFC 6120 §4.3.5, §8.1.2.2, §13.12).
 
-The stream is one-way: the service has no outbound server-to-server connections yet, so what it would send back
-to the peer's domain (errors, presence answers) is dropped with a log line (`Service.deliver_direct`).
+The stream is one-way (RFC 6120 §4.5): what the service sends back to the peer's domain (errors, presence
+answers) goes over an outbound stream of its own (s2s_out.py), when that domain is in its peer map, and is dropped
+with a log line otherwise (`Service.deliver_direct`).
 """
 
 from __future__ import annotations

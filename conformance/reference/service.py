@@ -30,6 +30,7 @@ from .pep import Pep
 from .presence import Presence
 from .s2s import S2sSession
 from .s2s import tls_context as s2s_tls_context
+from .s2s_out import OutboundLinks
 from .sm import StreamManagement
 from .store import Store
 from .tls_lenience import swallow_tls_errors
@@ -76,6 +77,7 @@ class Service:
         self._s2s: asyncio.base_events.Server | None = None
         self.s2s_port: int | None = None
         self.s2s_sessions: set[S2sSession] = set()
+        self.s2s_out = OutboundLinks(self)  # outbound server-to-server, to the domains of config.peers (s2s_out.py)
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
         if self.flawed("tls-errors-ignored"):
@@ -160,6 +162,7 @@ class Service:
             session.close("system-shutdown")
         for s2s_session in list(self.s2s_sessions):
             s2s_session.close("system-shutdown")
+        self.s2s_out.stop()
         for task in list(self._tasks):
             task.cancel()
         self.store.save()
@@ -237,7 +240,8 @@ class Service:
     def handle_remote_stanza(self, sender: JID, stanza: Element, to: JID) -> None:
         """A stanza from another domain's user, off an authenticated server-to-server stream (s2s.py checked its
         'from' against the peer's domain and its 'to' against ours). There is no sending session: what the service
-        answers to `sender` goes through deliver_direct, which has no outbound s2s yet and drops it."""
+        answers to `sender` goes through deliver_direct, over an outbound s2s link if the sender's domain is in
+        config.peers (dropped otherwise)."""
         what = kind(stanza)
         if what == "presence":
             self.presence.inbound_remote(sender, stanza, to)
@@ -247,10 +251,10 @@ class Service:
             self.route_iq(None, sender, stanza, to)
 
     def deliver_direct(self, to: JID, stanza: Element) -> None:
-        """Deliver to a local full JID, or to every available resource of a local bare JID; no storage."""
+        """Deliver to a local full JID, or to every available resource of a local bare JID; no storage. A JID of
+        another domain goes to that domain's server (s2s_out.py), if the service knows where it is."""
         if to.domain != self.config.domain:
-            # No outbound server-to-server connections yet: answers to other domains are dropped.
-            self.log(f"no outbound s2s: dropped <{split(stanza.tag)[1]} type='{stanza.get('type', '')}'/> to {to}")
+            self.send_remote(to, stanza)
             return
         if to.resource is not None:
             target = self.sessions.get(to)
@@ -261,6 +265,15 @@ class Service:
             copy_ = copy.deepcopy(stanza)
             target.send(copy_)
 
+    def send_remote(self, to: JID, stanza: Element) -> bool:
+        """Hand a stanza for another domain to the outbound s2s link of that domain; False (and a log line) for a
+        domain not in config.peers: no DNS lookups, the stanza is dropped."""
+        if self.s2s_out.send(to, stanza):
+            return True
+        self.log(f"no server known for {to.domain}: dropped <{split(stanza.tag)[1]} "
+                 f"type='{stanza.get('type', '')}'/> to {to}")
+        return False
+
     def _bounce(self, sender: JID, stanza: Element, condition: str, error_type: str = "cancel",
                 extra: Element | None = None) -> None:
         if stanza.get("type") in ("error", "result", "groupchat", "headline"):
@@ -269,7 +282,7 @@ class Service:
 
     def route_message(self, session: Session | None, sender: JID, stanza: Element, to: JID) -> None:
         if to.domain != self.config.domain:
-            self._bounce(sender, stanza, "remote-server-not-found")
+            self._route_message_out(session, sender, stanza, to)
             return
         if to.local is None or to.local not in self.store.accounts:
             self._bounce(sender, stanza, "service-unavailable")
@@ -321,6 +334,22 @@ class Service:
             if sender_local and session is not None:
                 self._carbons("sent", sender_local, stanza, exclude=[session])
 
+    def _route_message_out(self, session: Session | None, sender: JID, stanza: Element, to: JID) -> None:
+        """A message to another domain's user: over the outbound s2s link (s2s_out.py), archived and carbon-copied
+        for a local sender as a local message would be."""
+        if not self.s2s_out.reaches(to.domain):
+            self._bounce(sender, stanza, "remote-server-not-found")
+            return
+        sender_local = sender.local if sender.domain == self.config.domain else None
+        if sender_local and self.blocking.blocks(sender_local, to):
+            self._bounce(sender, stanza, "not-acceptable", "cancel", E("blocked", ns=BLOCKING_ERRORS))
+            return
+        if sender_local and self.storable(stanza) and stanza.find(q(HINTS, "no-permanent-store")) is None:
+            self.archive(sender_local, str(to), stanza)
+        self.send_remote(to, stanza)
+        if sender_local and session is not None and stanza.get("type") == "chat":
+            self._carbons("sent", sender_local, stanza, exclude=[session])
+
     @staticmethod
     def storable(stanza: Element) -> bool:
         """A message offline storage keeps (RFC 6121 §8.5.2.2): normal or chat with a body, no no-store hint."""
@@ -362,7 +391,8 @@ class Service:
             self._bounce(sender, stanza, "bad-request", "modify")
             return
         if to is not None and to.domain != self.config.domain:
-            self._bounce(sender, stanza, "remote-server-not-found")
+            if not self.send_remote(to, stanza):
+                self._bounce(sender, stanza, "remote-server-not-found")
             return
         if itype in ("result", "error"):
             if to is not None:

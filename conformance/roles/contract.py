@@ -32,6 +32,7 @@ PARTY = {
     "publishes_presence": "publish presence carrying a canary",
     "sends_message": "send a message carrying a canary (optionally claiming another sender)",
     "sends_presence": "publish presence while claiming another identity",
+    "publishes_presence_to": "send presence with a canary to one address (e.g. a user of another domain)",
     "sends_subscription_request": "ask to watch someone while claiming another identity",
     "sends_approval": "approve a subscription (unsolicited, or claiming another identity)",
     "sends_cancellation": "cancel a subscription, whatever the relationship",
@@ -132,6 +133,9 @@ ATTACKER = {
 # The harness as another domain's server (the `remote_server` fixture) and the server-to-server streams it opens.
 REMOTE_SERVER = {
     "connects": "open a server-to-server stream to the IUT with a chosen certificate, authenticating or not",
+    "awaits_the_iut": "be the remote domain's receiving server for the IUT's own connections (chosen certificate, "
+                      "STARTTLS offered or not, authentication confirmed at once or later)",
+    "hangs_up": "stop being the receiving server",
     "domain": "the domain the harness plays as an honest peer",
 }
 PEER_STREAM = {
@@ -143,4 +147,11 @@ PEER_STREAM = {
     "requests_subscription_to": "ask to watch a local party",
     "claims_by_dialback": "claim the stream's domain with a server-dialback key no authoritative server confirms",
     "reaction": "how the IUT treated the stream: stream error, close, or nothing within T_CLOSE",
+}
+RECEIVING_SERVER = {
+    "domain": "the remote domain it serves",
+    "receives": "an update reaches it over an authenticated stream within T_POS",
+    "does_not_receive": "nothing disclosing an update reaches it (at all, or before it confirmed the IUT)",
+    "confirms_the_iut": "answer the IUT's pending authentication with success",
+    "hangs_up": "stop listening and drop the IUT's connections",
 }

@@ -72,3 +72,14 @@ def test_a_spoofed_domain_gets_nothing_delivered(alice, remote_server):
     note(f"the IUT's answer to the unverifiable dialback claim: {spoofer.reaction()}")
     alice.does_not_receive(forged)
     alice.does_not_receive(request)
+
+
+@case("IMPP-2-5")
+@pytest.mark.parametrize("certificate", ["self-signed", "rogue-ca", "other-domain", "expired"])
+def test_nothing_goes_to_a_remote_server_that_does_not_prove_its_domain(alice, remote_server, certificate):
+    honest = remote_server.awaits_the_iut()
+    with positive_control():
+        honest.receives(alice.sends_message(to=f"r@{honest.domain}"))
+    impostor = remote_server.awaits_the_iut(certificate=certificate)
+    secret = alice.sends_message(to=f"r@{impostor.domain}")
+    impostor.does_not_receive(secret)

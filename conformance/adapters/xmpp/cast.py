@@ -66,6 +66,11 @@ class Cast:
         await party._ping()
 
     def dismiss(self) -> None:
+        try:
+            self.remote_server.hangs_up()
+        except Exception:
+            pass
+
         async def run():
             await asyncio.gather(*(p._tidy_stream_management() for p in self.parties.values()),
                                  return_exceptions=True)

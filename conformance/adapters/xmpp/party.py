@@ -370,6 +370,18 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
             return update
         return self._call(run)
 
+    def publishes_presence_to(self, address: str) -> Update:
+        """Directed presence with a canary status to an address (RFC 6121 §4.6), e.g. a user of another domain."""
+        canary = self.rt.canary(f"{self.name}-directed")
+
+        async def run():
+            await self._ensure_online()
+            update = self._update("presence", canary, reveal_availability=False)
+            await self.main.send(presence(to=address, status=canary))
+            await self._ping()
+            return update
+        return self._call(run)
+
     def sends_presence(self, *, claiming: "XmppParty") -> Update:
         """Broadcast presence with a canary status while claiming another party's identity."""
         canary = self.rt.canary(f"{self.name}-forged-status")

@@ -24,6 +24,7 @@ from conformance.verdicts import SetupFailed, Unsupported
 from .client import ProtocolViolation, StreamEnded, XmppClient
 from .codec.stanza import SERVER, TLS, message, presence, q
 from .codec.xml import E
+from .receiving_server import ReceivingServer, ReceivingServerRole
 from .runtime import Runtime
 
 if TYPE_CHECKING:
@@ -138,6 +139,7 @@ class RemoteServer:
         self.cast = cast
         self.federation = rt.profile.federation
         self._scratch: Path | None = None
+        self._listening: ReceivingServer | None = None
 
     @property
     def domain(self) -> str:
@@ -190,6 +192,31 @@ class RemoteServer:
         key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                                serialization.NoEncryption()))
         return cert_file, key_file
+
+    def awaits_the_iut(self, *, certificate: str = "valid", offers_tls: bool = True,
+                       confirms: str = "at-once") -> ReceivingServerRole:
+        """Be the remote domain's receiving server for the IUT's own server-to-server connections (on
+        federation.listen_port): present `certificate`, offer STARTTLS or not, and answer the IUT's SASL EXTERNAL
+        at once or only when `confirms_the_iut()` is called (`confirms="later"`). Replaces any earlier one."""
+        federation = self._federation()
+        if federation.listen_port is None:
+            raise Unsupported("the profile's [federation] has no listen_port: the harness cannot receive the IUT's "
+                              "own server-to-server connections")
+        pair = self._certificate(certificate)
+        if pair is None:
+            raise ValueError("a receiving server needs a certificate")
+        self.hangs_up()
+        server = ReceivingServer(self.rt, federation.remote_domain, federation.listen_port, pair,
+                                 offers_tls=offers_tls, confirms=confirms, dns_port=federation.dns_port)
+        self.rt.call(server.start)
+        self._listening = server
+        return ReceivingServerRole(self.rt, server)
+
+    def hangs_up(self) -> None:
+        """Stop being the remote domain's receiving server (drops the IUT's connections)."""
+        if self._listening is not None:
+            server, self._listening = self._listening, None
+            self.rt.call(server.stop, timeout=5)
 
     def connects(self, *, certificate: str = "valid", authenticates: bool = True,
                  claiming: str | None = None) -> PeerStream:
