@@ -9,9 +9,10 @@ from conformance.adapters.xmpp.party import XmppParty
 from conformance.adapters.xmpp.unauthenticated import Unauthenticated, UnauthenticatedStream
 from conformance.attacker.on_path import OnPathAttacker
 from conformance.adapters.xmpp.anonymous import AnonymousSession
+from conformance.adapters.xmpp.receiving_server import ReceivingServerRole
 from conformance.adapters.xmpp.remote_server import PeerStream, RemoteServer
-from conformance.roles.contract import (ANONYMOUS, ATTACKER, PARTY, PEER_STREAM, REMOTE_SERVER, STREAM,
-                                        UNAUTHENTICATED)
+from conformance.roles.contract import (ANONYMOUS, ATTACKER, PARTY, PEER_STREAM, RECEIVING_SERVER, REMOTE_SERVER,
+                                        STREAM, UNAUTHENTICATED)
 
 SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
 PARTIES = {"alice", "bob", "mallory", "party", "reader"}
@@ -74,19 +75,26 @@ def test_anonymous_sessions_speak_contract_verbs_they_implement():
 
 
 def test_the_remote_server_and_its_streams_speak_contract_verbs_they_implement():
-    on_server, on_streams = set(), set()
+    """Per function: names bound to `remote_server.connects(...)` are peer streams, to `awaits_the_iut(...)`
+    receiving servers; each may be used only with the verbs of its own contract table."""
+    kinds = {"connects": PEER_STREAM, "awaits_the_iut": RECEIVING_SERVER}
+    on_server, used = set(), {"connects": set(), "awaits_the_iut": set()}
     for module in SUITE.glob("test_*.py"):
-        tree = ast.parse(module.read_text())
-        streams = {t.id for node in ast.walk(tree) if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call)
-                   and isinstance(node.value.func, ast.Attribute) and node.value.func.attr == "connects"
-                   for t in node.targets if isinstance(t, ast.Name)}
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
-                if node.value.id == "remote_server":
-                    on_server.add(node.attr)
-                elif node.value.id in streams:
-                    on_streams.add(node.attr)
+        for function in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            bound = {t.id: node.value.func.attr for node in ast.walk(function) if isinstance(node, ast.Assign)
+                     and isinstance(node.value, ast.Call) and isinstance(node.value.func, ast.Attribute)
+                     and node.value.func.attr in kinds for t in node.targets if isinstance(t, ast.Name)}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                    if node.value.id == "remote_server":
+                        on_server.add(node.attr)
+                    elif node.value.id in bound:
+                        used[bound[node.value.id]].add(node.attr)
     assert on_server and on_server <= REMOTE_SERVER.keys()
-    assert on_streams and on_streams <= PEER_STREAM.keys()
+    for verb, table in kinds.items():
+        assert used[verb] and used[verb] <= table.keys(), (verb, used[verb] - table.keys())
     assert [v for v in REMOTE_SERVER if not hasattr(RemoteServer, v)] == []
     assert [v for v in PEER_STREAM if not hasattr(PeerStream, v) and v not in ("domain", "login")] == []
+    assert [v for v in RECEIVING_SERVER if not hasattr(ReceivingServerRole, v)] == []
