@@ -50,6 +50,7 @@ class Timeouts:
     close: float = 10.0  # T_CLOSE: the IUT closes a violating stream within this
     handshake: float = 10.0  # T_HS: TCP connect plus TLS handshake
     step: float = 10.0  # any single request/answer exchange
+    negative: float = 5.0  # T_NEG: how long to watch for what must not arrive where no ordering fence exists
     case: float = 120.0  # hard bound on one test
 
 
@@ -225,7 +226,7 @@ def _federation(path: Path, raw: Any, files_exist: bool) -> Federation | None:
 
 
 def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "",
-           federation: dict[str, Any] | None = None) -> str:
+           federation: dict[str, Any] | None = None, timeouts: dict[str, float] | None = None) -> str:
     """TOML text of a profile (used by the reference service to describe itself)."""
     def value(v: Any) -> str:
         if isinstance(v, str):
@@ -240,4 +241,6 @@ def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment
         lines += ["", f"[accounts.{key}]", f"username = {value(username)}", f"password = {value(password)}"]
     if federation:
         lines += ["", "[federation]"] + [f"{k} = {value(v)}" for k, v in federation.items() if v is not None]
+    if timeouts:
+        lines += ["", "[timeouts]"] + [f"{k} = {value(v)}" for k, v in timeouts.items()]
     return "\n".join(lines) + "\n"

@@ -34,7 +34,10 @@ def profile_text(service: Service, port: int) -> str:
         federation={"port": service.s2s_port, "remote_domain": pki.REMOTE_DOMAIN,
                     "certificates": str(service.certs.peers.resolve()),
                     # where the service looks for remote.test's server (--peer): the harness listens there
-                    "listen_port": remote[1] if remote else None})
+                    "listen_port": remote[1] if remote else None},
+        # The service answers within milliseconds on loopback: watching 2 s for what must not arrive is ample
+        # (its flaw 's2s-out-before-authentication' sends after 0.3 s), and keeps the suite fast.
+        timeouts={"negative": 2.0})
 
 
 async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:

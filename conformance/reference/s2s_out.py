@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
 FEATURES = "{http://etherx.jabber.org/streams}features"
-EARLY_SEND_GRACE = 1.0  # flaw 's2s-out-before-authentication': how long it waits for <success/> before sending
+EARLY_SEND_GRACE = 0.3  # flaw 's2s-out-before-authentication': how long it waits for <success/> before sending
 
 
 def tls_context(certs: "CertFiles", *, verify: bool = True) -> ssl.SSLContext:

@@ -232,7 +232,7 @@ class ReceivingServerRole:
         """Nothing disclosing `update` reaches this server: at all, or (`before_confirming`) before it confirmed the
         IUT's authentication. Server-to-server delivery has no ordering point the harness can use, so this waits,
         after the sender's own round trip: until the IUT gave up every connection it opened (or T_CLOSE); and while
-        withholding the confirmation, T_POS after the IUT asked for it, the bound allowed for any delivery."""
+        withholding the confirmation, T_NEG after the IUT asked for it."""
         negative_check(f"{self.server} does not receive {update.sender}'s {update.kind}")
         server = self.server
 
@@ -241,7 +241,7 @@ class ReceivingServerRole:
                 await update.fence()
             if before_confirming:
                 await server._wait(lambda: server.auth_requested.is_set(), self.rt.timeouts.close)
-                await server._wait(lambda: bool(server._copies(update)), self.rt.timeouts.positive)
+                await server._wait(lambda: bool(server._copies(update)), self.rt.timeouts.negative)
             else:
                 await server._wait(lambda: bool(server._copies(update)) or
                                    (server.connections > 0 and server.open_connections == 0), self.rt.timeouts.close)
