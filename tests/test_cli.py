@@ -107,7 +107,11 @@ def test_a_target_that_goes_away_mid_run_gives_errors_not_a_hang(tmp_path):
         with CutAfter(("127.0.0.1", port), keep=3 + 3 * 4) as proxy:  # preflight, then four tests' worth
             edited = profile.read_text().replace(f"port = {port}", f"port = {proxy.port}")
             cut_profile = tmp_path / "cut.toml"
-            cut_profile.write_text(edited.replace('name = "reference"', 'name = "cut"') + FAST)
+            edited = edited.replace('name = "reference"', 'name = "cut"')
+            # the reference's profile may have a [timeouts] table of its own: add the fast timeouts to it
+            fast = FAST.replace("[timeouts]\n", "") if "[timeouts]" in edited else FAST
+            cut_profile.write_text(edited.replace("[timeouts]\n", "[timeouts]\n" + fast, 1) if fast != FAST
+                                   else edited + FAST)
             out = tmp_path / "reports"
             done = run_cli("run", "--profile", str(cut_profile), "--out", str(out), "--case", "IMPP-5.1-2",
                            "--case", "IMPP-5.10-2", "--case", "IMPP-5.11-1", cwd=tmp_path, timeout=300)
