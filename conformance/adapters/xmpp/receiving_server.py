@@ -132,7 +132,7 @@ class ReceivingServer:
                 raise ConnectionClosed("the IUT sent no stream header")
             await conn.send(stream_header(to=header.attrs.get("from"), from_=self.domain, content_ns=SERVER,
                                           stream_id=secrets.token_hex(8)))
-            await conn.send(to_bytes(features, SERVER))
+            await conn.send(_features(features))
 
         tls_offer = E("starttls", None, E("required", ns=TLS), ns=TLS) if self.offers_tls else None
         await open_stream(E(STREAM_FEATURES, None, tls_offer))
@@ -154,7 +154,7 @@ class ReceivingServer:
                 phase = "authenticated"
                 await conn.send(stream_header(to=unit.attrs.get("from"), from_=self.domain, content_ns=SERVER,
                                               stream_id=secrets.token_hex(8)))
-                await conn.send(to_bytes(E(STREAM_FEATURES), SERVER))
+                await conn.send(_features(E(STREAM_FEATURES)))
                 continue
             if unit.tag == q(TLS, "starttls") and self.offers_tls and not conn.tls_active:
                 await conn.send(to_bytes(E("proceed", ns=TLS), SERVER))
@@ -266,6 +266,13 @@ class ReceivingServerRole:
     def hangs_up(self) -> None:
         """Stop listening and drop every connection (the IUT must connect anew for what it sends next)."""
         self.rt.call(self.server.stop, timeout=5)
+
+
+def _features(features: Element) -> bytes:
+    """<stream:features/> with the stream prefix the header declared: some servers (ejabberd 23.01) recognise stream
+    features by that prefixed name only, not by an equivalent default-namespace declaration."""
+    inner = b"".join(to_bytes(child, SERVER) for child in features)
+    return b"<stream:features>" + inner + b"</stream:features>" if inner else b"<stream:features/>"
 
 
 class _IutStream:
