@@ -27,6 +27,9 @@ class Update:
     fence: Any = None  # coroutine function: returns once the IUT has processed what the sender did so far
     reveal_availability: bool = True  # for presence: does seeing the sender online at all count as disclosure?
     payload: Any = None  # what exactly was sent, where the test compares it with what arrived
+    # coroutine function, for what goes to another domain: if the IUT bounced it back to the sender (a server may
+    # refuse a domain for a while after failing to reach it), send it once more and return True
+    resend: Any = None
 
 
 @dataclasses.dataclass

@@ -157,6 +157,25 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
     def _update(self, kind_: str, canary: str, **extra) -> Update:
         return Update(kind=kind_, sender=self, canary=canary, marks=self.cast.marks(), fence=self._ping, **extra)
 
+    def _resender(self, stanza: Element, update: Update):
+        """`update.resend` for a stanza to another domain: a server that just failed to reach that domain may bounce
+        what goes there until it tries again (ejabberd: up to s2s_max_retry_delay), which is no verdict on the
+        delivery a positive control waits for. Each bounce seen (an error with the stanza's id) earns one resend."""
+        answered = 0
+
+        async def resend() -> bool:
+            nonlocal answered
+            bounces = [u for _, u in self._units_since(update.marks.get(self.name))
+                       if u.get("type") == "error" and u.get("id") == stanza.get("id") and u.tag == stanza.tag]
+            if len(bounces) <= answered or self.main is None or self.main.ended:
+                return False
+            answered = len(bounces)
+            self.rt.recorder.event(self.name, f"the IUT bounced {update.canary} ({describe(bounces[-1])}); "
+                                              f"sending it again")
+            await self.main.send(stanza)
+            return True
+        return resend
+
     async def _wait(self, predicate, timeout: float, mark: dict[int, int] | None) -> Element | None:
         """First unit since `mark`, on any of this party's streams, matching `predicate`."""
         loop = asyncio.get_running_loop()
@@ -363,7 +382,9 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
             await self._ensure_online()
             update = self._update("message", canary)
             if claiming is None:
-                await self.main.send(message(address, canary, hint))
+                stanza = message(address, canary, hint)
+                update.resend = self._resender(stanza, update) if isinstance(to, str) else None
+                await self.main.send(stanza)
                 await self._ping()  # processed (stored or delivered) before the test goes on
             else:
                 await self._send_forged(message(address, canary, hint, from_=claiming.full_jid))
@@ -377,7 +398,9 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
         async def run():
             await self._ensure_online()
             update = self._update("presence", canary, reveal_availability=False)
-            await self.main.send(presence(to=address, status=canary))
+            stanza = presence(to=address, status=canary, id_=new_id("p"))
+            update.resend = self._resender(stanza, update)
+            await self.main.send(stanza)
             await self._ping()
             return update
         return self._call(run)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from conformance.roles import Update
 from conformance.transport import loopback_dns
 from conformance.transport.connection import Connection, ConnectionClosed, HandshakeFailed
-from conformance.verdicts import SetupFailed, Violation, negative_check
+from conformance.verdicts import SetupFailed, Violation, negative_check, note
 
 from .codec.stanza import SASL, SERVER, STREAM_CLOSE, TLS, kind, q, stream_header
 from .codec.xml import E, Element, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 STREAM_FEATURES = "{http://etherx.jabber.org/streams}features"
+RESEND_LOOK = 0.1  # seconds between looks for a bounce of what a positive control waits for
 
 
 class ReceivingServer:
@@ -44,6 +45,7 @@ class ReceivingServer:
         self.auth_requested = asyncio.Event()
         self.confirmed = asyncio.Event()
         self.connections = 0  # the IUT's connections so far
+        self.resends = 0  # updates sent again because the IUT bounced them (see _wait)
         self.open_connections = 0
         self._changed = asyncio.Event()
         self._server: asyncio.base_events.Server | None = None
@@ -187,18 +189,25 @@ class ReceivingServer:
     def _copies(self, update: Update) -> list[tuple[str, Element]]:
         return [(phase, unit) for phase, unit in self.stanzas if reveals(unit, update)]
 
-    async def _wait(self, predicate, timeout: float) -> bool:
+    async def _wait(self, predicate, timeout: float, resending: Update | None = None) -> bool:
+        """Until `predicate` holds, or `timeout`. With `resending`, the sender sends that update again each time the
+        IUT bounces it (`Update.resend`): a bounce arrives on the sender's stream, not here, so the wait then looks
+        every RESEND_LOOK seconds, and the count of resends is bounded by the timeout."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
+        resend = resending.resend if resending is not None else None
         while not predicate():
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return False
             self._changed.clear()
             try:
-                await asyncio.wait_for(self._changed.wait(), remaining)
+                await asyncio.wait_for(self._changed.wait(), min(remaining, RESEND_LOOK) if resend else remaining)
             except asyncio.TimeoutError:
-                return predicate()
+                if resend is None or loop.time() >= deadline:
+                    return predicate()
+            if resend is not None and await resend():
+                self.resends += 1
         return True
 
 
@@ -220,13 +229,18 @@ class ReceivingServerRole:
         """`update` reaches this server, over an authenticated stream, within T_POS."""
         async def run():
             got = await self.server._wait(lambda: any(p == "authenticated" for p, _ in self.server._copies(update)),
-                                          self.rt.timeouts.positive)
+                                          self.rt.timeouts.positive, resending=update)
             if not got:
                 raise Violation(f"{self.server} did not receive {update.sender}'s {update.kind} ({update.canary}) "
                                 f"within {self.rt.timeouts.positive:g}s; the IUT connected "
                                 f"{self.server.connections} time(s)")
             return next(u for p, u in self.server._copies(update) if p == "authenticated")
-        return self.rt.call(run)
+        before = self.server.resends
+        got = self.rt.call(run)
+        if self.server.resends > before:
+            note(f"the IUT bounced {update.sender}'s {update.kind} {self.server.resends - before} time(s) before "
+                 f"delivering it to {self.server} (it refuses a domain for a while after failing to reach it)")
+        return got
 
     def does_not_receive(self, update: Update, *, before_confirming: bool = False) -> None:
         """Nothing disclosing `update` reaches this server: at all, or (`before_confirming`) before it confirmed the
@@ -239,12 +253,13 @@ class ReceivingServerRole:
         async def run():
             if update.fence is not None:
                 await update.fence()
-            if before_confirming:
-                await server._wait(lambda: server.auth_requested.is_set(), self.rt.timeouts.close)
+            if before_confirming:  # (a bounce means the IUT did not even try yet: the update goes again)
+                await server._wait(lambda: server.auth_requested.is_set(), self.rt.timeouts.close, resending=update)
                 await server._wait(lambda: bool(server._copies(update)), self.rt.timeouts.negative)
             else:
                 await server._wait(lambda: bool(server._copies(update)) or
-                                   (server.connections > 0 and server.open_connections == 0), self.rt.timeouts.close)
+                                   (server.connections > 0 and server.open_connections == 0), self.rt.timeouts.close,
+                                   resending=update)
             leaked = [(p, u) for p, u in self.server._copies(update)
                       if not before_confirming or p != "authenticated"]
             if leaked:
