@@ -500,6 +500,12 @@ def remote_server(cast):
 
 
 @pytest.fixture
+def flood(cast):
+    """Bounded load on the IUT while the test's parties go on (IMPP-5.3); stops by itself at the profile's bounds."""
+    return cast.flood
+
+
+@pytest.fixture
 def mitm(request: pytest.FixtureRequest, cast):
     """An active attacker on the path between the parties it intercepts and the IUT (one test at a time)."""
     from conformance.attacker.on_path import OnPathAttacker

@@ -7,6 +7,7 @@ names the file and the field, so a typo never silently changes what is tested.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,23 @@ class Federation:
 
 
 @dataclasses.dataclass(frozen=True)
+class Load:
+    """Bounds of the denial-of-service cases (5.3). Every flood stops by itself at the first of `duration` and its
+    count, is aimed at the target only, and comes from `source` (when set) so that the legitimate parties, who
+    connect from the harness's usual address, are not the flooder."""
+
+    rate: float = 200.0  # fetches per second the fetch flood aims at (IMPP-5.3-1)
+    duration: float = 3.0  # seconds each flood lasts
+    connections: int = 300  # pre-authentication connections the connection flood holds at most (IMPP-5.3-2)
+    subscriptions: int = 200  # subscription requests from distinct addresses of another domain (IMPP-5.3-4)
+    latency: float = 2.0  # what a legitimate party may wait during a flood (delivery, login, round trip)
+    source: str | None = None  # local address the floods come from, e.g. "127.0.0.2" for a loopback target
+
+
+LOAD_LIMITS = {"rate": 5000, "duration": 60, "connections": 5000, "subscriptions": 5000, "latency": 60}
+
+
+@dataclasses.dataclass(frozen=True)
 class Profile:
     path: Path
     target: Target
@@ -88,6 +106,7 @@ class Profile:
     timeouts: Timeouts
     control: Control
     federation: Federation | None = None  # absent: the server-to-server cases are UNSUPPORTED
+    load: Load = Load()
     embedded: bool = False  # the harness started this target itself (the reference service)
 
     def account(self, key: str) -> Account:
@@ -102,10 +121,13 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
     "federation": {"port": (int,), "remote_domain": (str,), "certificates": (str,), "listen_port": (int,),
                    "dns_port": (int,)},
+    "load": {"rate": (int, float), "duration": (int, float), "connections": (int,), "subscriptions": (int,),
+             "latency": (int, float), "source": (str,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
 LISTENER_SCHEMES = ("tcp", "ws", "wss", "http", "https")
+SECTIONS = ("target", "accounts", "timeouts", "control", "federation", "load")
 
 
 def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[type, ...]]) -> dict:
@@ -132,8 +154,8 @@ def load(path: str | Path, *, secrets: bool = True) -> Profile:
 
 def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = True) -> Profile:
     for key in data:
-        if key not in ("target", "accounts", "timeouts", "control", "federation"):
-            raise ProfileError(f"{path}: unknown section [{key}] (known: accounts, control, target, timeouts)")
+        if key not in SECTIONS:
+            raise ProfileError(f"{path}: unknown section [{key}] (known: {', '.join(sorted(SECTIONS))})")
     if "target" not in data:
         raise ProfileError(f"{path}: missing section [target]")
     target_raw = _check_table(path, "target", data["target"], _FIELDS["target"])
@@ -203,7 +225,23 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
     return Profile(path=path, target=target, accounts=accounts,
                    timeouts=Timeouts(**{k: float(v) for k, v in timeouts_raw.items()}),
                    control=Control(**control_raw), embedded=embedded,
-                   federation=_federation(path, data.get("federation"), secrets))
+                   federation=_federation(path, data.get("federation"), secrets),
+                   load=_load(path, data.get("load", {})))
+
+
+def _load(path: Path, raw: Any) -> Load:
+    raw = _check_table(path, "load", raw, _FIELDS["load"])
+    for key, limit in LOAD_LIMITS.items():
+        if key in raw and not 0 < raw[key] <= limit:
+            raise ProfileError(f"{path}: 'load.{key}' must be above 0 and at most {limit} (floods stay bounded)")
+    if "source" in raw:
+        try:
+            ipaddress.ip_address(raw["source"])
+        except ValueError:
+            raise ProfileError(f"{path}: 'load.source' must be an IP address of this machine, "
+                               f"not {raw['source']!r}") from None
+    return Load(**{k: float(v) if isinstance(Load.__dataclass_fields__[k].default, float) else v
+                   for k, v in raw.items()})
 
 
 def _federation(path: Path, raw: Any, files_exist: bool) -> Federation | None:
@@ -226,7 +264,8 @@ def _federation(path: Path, raw: Any, files_exist: bool) -> Federation | None:
 
 
 def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment: str = "",
-           federation: dict[str, Any] | None = None, timeouts: dict[str, float] | None = None) -> str:
+           federation: dict[str, Any] | None = None, timeouts: dict[str, float] | None = None,
+           load: dict[str, Any] | None = None) -> str:
     """TOML text of a profile (used by the reference service to describe itself)."""
     def value(v: Any) -> str:
         if isinstance(v, str):
@@ -243,4 +282,6 @@ def render(target: dict[str, Any], accounts: dict[str, tuple[str, str]], comment
         lines += ["", "[federation]"] + [f"{k} = {value(v)}" for k, v in federation.items() if v is not None]
     if timeouts:
         lines += ["", "[timeouts]"] + [f"{k} = {value(v)}" for k, v in timeouts.items()]
+    if load:
+        lines += ["", "[load]"] + [f"{k} = {value(v)}" for k, v in load.items()]
     return "\n".join(lines) + "\n"

@@ -68,6 +68,10 @@ def test_listeners_and_an_anonymous_domain_load(tmp_path, monkeypatch):
     (lambda t: t + '\n[federation]\nport = 5269\nremote_domain = "remote.test"\n', "missing key 'federation.certificates'"),
     (lambda t: t + '\n[federation]\nport = 5269\nremote_domain = "r.test"\ncertificates = "nope"\n',
      "'federation.certificates'"),
+    (lambda t: t + '\n[load]\nrate = 0\n', "'load.rate' must be above 0 and at most"),
+    (lambda t: t + '\n[load]\nconnections = 1000000\n', "'load.connections' must be above 0 and at most"),
+    (lambda t: t + '\n[load]\nsource = "localhost"\n', "'load.source' must be an IP address"),
+    (lambda t: t + '\n[load]\nburst = 3\n', "unknown key 'load.burst'"),
 ])
 def test_a_bad_profile_names_file_and_field(tmp_path, monkeypatch, change, message):
     monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
@@ -104,3 +108,11 @@ def test_a_federation_section_loads(tmp_path, monkeypatch):
     federation = load(write(tmp_path, text)).federation
     assert federation.port == 5269 and federation.remote_domain == "remote.test"
     assert federation.certificates == (tmp_path / "peers").resolve()
+
+
+def test_a_load_section_bounds_the_floods(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    assert load(write(tmp_path, GOOD)).load.source is None  # absent: defaults, from the usual address
+    profile = load(write(tmp_path, GOOD + '\n[load]\nrate = 50\nduration = 2\nsource = "127.0.0.2"\n'))
+    assert profile.load.rate == 50.0 and profile.load.duration == 2.0 and profile.load.source == "127.0.0.2"
+    assert profile.load.connections == 300 and isinstance(profile.load.duration, float)

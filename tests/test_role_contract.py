@@ -11,8 +11,9 @@ from conformance.attacker.on_path import OnPathAttacker
 from conformance.adapters.xmpp.anonymous import AnonymousSession
 from conformance.adapters.xmpp.receiving_server import ReceivingServerRole
 from conformance.adapters.xmpp.remote_server import PeerStream, RemoteServer
-from conformance.roles.contract import (ANONYMOUS, ATTACKER, PARTY, PEER_STREAM, RECEIVING_SERVER, REMOTE_SERVER,
-                                        STREAM, UNAUTHENTICATED)
+from conformance.adapters.xmpp.load import ConnectionLoad, FetchLoad, Flood, SubscriptionSpam
+from conformance.roles.contract import (ANONYMOUS, ATTACKER, FLOOD, LOAD, PARTY, PEER_STREAM, RECEIVING_SERVER,
+                                        REMOTE_SERVER, STREAM, UNAUTHENTICATED)
 
 SUITE = Path(__file__).resolve().parent.parent / "conformance" / "suite"
 PARTIES = {"alice", "bob", "mallory", "party", "reader"}
@@ -98,3 +99,27 @@ def test_the_remote_server_and_its_streams_speak_contract_verbs_they_implement()
     assert [v for v in REMOTE_SERVER if not hasattr(RemoteServer, v)] == []
     assert [v for v in PEER_STREAM if not hasattr(PeerStream, v) and v not in ("domain", "login")] == []
     assert [v for v in RECEIVING_SERVER if not hasattr(ReceivingServerRole, v)] == []
+
+
+def test_floods_speak_contract_verbs_they_implement():
+    """`flood.<verb>` and, per function, the names a `with flood.<verb>(...) as name` binds."""
+    on_flood, on_loads = set(), set()
+    for module in SUITE.glob("test_*.py"):
+        for function in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            loads = {item.optional_vars.id for node in ast.walk(function) if isinstance(node, ast.With)
+                     for item in node.items if isinstance(item.optional_vars, ast.Name)
+                     and isinstance(item.context_expr, ast.Call) and isinstance(item.context_expr.func, ast.Attribute)
+                     and isinstance(item.context_expr.func.value, ast.Name)
+                     and item.context_expr.func.value.id == "flood"}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                    if node.value.id == "flood":
+                        on_flood.add(node.attr)
+                    elif node.value.id in loads:
+                        on_loads.add(node.attr)
+    assert on_flood and on_flood <= FLOOD.keys(), on_flood - FLOOD.keys()
+    assert on_loads and on_loads <= LOAD.keys(), on_loads - LOAD.keys()
+    assert [v for v in FLOOD if not hasattr(Flood, v)] == []
+    assert [v for v in LOAD if not any(hasattr(k, v) for k in (FetchLoad, ConnectionLoad, SubscriptionSpam))] == []

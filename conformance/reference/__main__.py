@@ -37,7 +37,12 @@ def profile_text(service: Service, port: int) -> str:
                     "listen_port": remote[1] if remote else None},
         # The service answers within milliseconds on loopback: watching 2 s for what must not arrive is ample
         # (its flaw 's2s-out-before-authentication' sends after 0.3 s), and keeps the suite fast.
-        timeouts={"negative": 2.0})
+        timeouts={"negative": 2.0},
+        # Floods from a second loopback address (the parties use 127.0.0.1), short, and above the service's limits
+        # (connections: 256 in all, 16 unauthenticated per address; fetches: 20/s); the service serves a
+        # legitimate party within milliseconds when nothing is wrong, so 1 s is a generous bound on its delays.
+        load={"source": "127.0.0.2", "duration": 1.5, "rate": 200, "connections": 300, "subscriptions": 150,
+              "latency": 1.0})
 
 
 async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:

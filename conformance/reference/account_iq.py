@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 MAX_MAM_RESULTS = 500
 
 
+BLOCKING_LOOKUP = 0.015  # seconds; the flaw 'fetch-flood-unthrottled' only
+
+
 class AccountIq:
     def __init__(self, service: "Service"):
         self.service = service
@@ -162,6 +165,16 @@ class AccountIq:
     # -- last activity (XEP-0012) ------------------------------------------------------------------------------------
 
     def last(self, session, requester: JID, owner: str, is_owner: bool, request: Element, child: Element) -> None:
+        if not is_owner and session is not None:
+            if self.service.flawed("fetch-flood-unthrottled"):
+                # Flaw: no limit on fetches, and each is answered from a synchronous lookup (here: 15 ms of a
+                # blocking call, as a database query on the event loop would take) that holds up everything else.
+                time.sleep(BLOCKING_LOOKUP)
+            elif not session.fetches.take():
+                # IMPP-5.3-1: a watcher fetching faster than the service allows is told to slow down
+                # (RFC 6120 §8.3.3.12), while presence broadcasts to subscribers go on.
+                self.reply(requester, stanza_error(request, "policy-violation", "wait", "fetching too fast"))
+                return
         item = self.store.item(owner, str(requester.bare))
         authorized = is_owner or (item is not None and item.has_from)
         if not authorized and not self.service.flawed("last-activity-leaks"):

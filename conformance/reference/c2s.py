@@ -27,6 +27,7 @@ from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION,
 from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
                                                  UnitReceived, XmlError, split, to_bytes)
 
+from .limits import TokenBucket
 from .tls_lenience import HandshakeFailureKeptOpen
 
 if TYPE_CHECKING:
@@ -62,6 +63,8 @@ class Session:
         self.directed: set[str] = set()
         self.carbons = False
         self.auth_failures = 0
+        self.counted_as_authenticated = False  # told the connection limits that this one has authenticated
+        self.fetches = TokenBucket(service.config.fetch_rate, service.config.fetch_burst)
         self.closed = False
         self.closing = False  # one side closed the stream (or we ended it with an error): the session is over
         self.sm: "SmState | None" = None  # stream management, once enabled (sm.py)
@@ -314,9 +317,15 @@ class Session:
     def _sasl_success(self, user: str, additional: bytes = b"") -> None:
         self._scram = None
         self.user = user
+        self._count_as_authenticated()
         self.log(f"authenticated as {user}")
         self.send(E("success", text=sasl.b64(additional) if additional else None, ns=SASL))
         self._restart = True
+
+    def _count_as_authenticated(self) -> None:
+        if not self.counted_as_authenticated:
+            self.counted_as_authenticated = True
+            self.service.limits.authenticated(self.peer.rsplit(":", 1)[0])
 
     def _account(self, username: str) -> str | None:
         try:

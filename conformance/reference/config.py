@@ -24,6 +24,11 @@ class ServiceConfig:
     idle_timeout: float = 600.0
     max_unit_bytes: int = 256 * 1024
     max_write_buffer: int = 4 * 1024 * 1024
+    max_connections: int = 256  # client connections in all (a process has only so many descriptors)
+    max_preauth_per_address: int = 16  # unauthenticated client connections from one address
+    fetch_rate: float = 20.0  # presence fetches (probes, last-activity queries) per second and session...
+    fetch_burst: float = 20.0  # ...with this many at once
+    max_pending_in: int = 50  # subscription requests waiting for one user's answer
     max_offline_per_user: int = 1000
     max_archive_per_user: int = 10_000
     sm_resume_timeout: float = 60.0  # XEP-0198: how long a session whose connection dropped waits for resumption

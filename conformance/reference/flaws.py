@@ -199,6 +199,18 @@ _FLAWS = [
          "waits only a moment for the remote server to confirm its SASL EXTERNAL, then sends the queued presence "
          "and messages over the still unauthenticated stream",
          ("IMPP-5.9-1", "IMPP-5.14-1")),
+    # -- denial of service under load (IMPP-5.3) --
+    Flaw("fetch-flood-unthrottled",
+         "answers every presence fetch (last-activity query, probe) at once, however fast a watcher sends them, "
+         "each from a blocking lookup that holds up everything else, subscribers' presence included",
+         ("IMPP-5.3-1",)),
+    Flaw("preauth-connections-unlimited",
+         "caps connections only in all, not unauthenticated ones per address: one address's idle connections "
+         "take every place",
+         ("IMPP-5.3-2",)),
+    Flaw("subscription-requests-unbounded",
+         "keeps and delivers every subscription request, however many wait for the user already",
+         ("IMPP-5.3-4",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

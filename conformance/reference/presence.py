@@ -70,6 +70,9 @@ class Presence:
             stanza.set("to", str(to.bare))
             getattr(self, f"_out_{ptype}")(sender.bare, to.bare, stanza)
         elif ptype == "probe":
+            if (session is not None and not self.service.flawed("fetch-flood-unthrottled")
+                    and not session.fetches.take()):
+                return  # IMPP-5.3-1: probing faster than the service allows; a probe has no error to answer with
             if to is not None and to.local is not None:
                 if to.domain != self.service.config.domain:  # RFC 6121 §4.3.1: the contact's server answers
                     stanza.set("from", str(sender.bare))
@@ -311,7 +314,15 @@ class Presence:
             else:
                 self._in_subscribed(requester.local, reply)
             return
-        self.store.pending_in.setdefault(owner, {})[str(requester)] = to_bytes(stanza, CLIENT).decode()
+        pending = self.store.pending_in.setdefault(owner, {})
+        if (str(requester) not in pending and len(pending) >= self.service.config.max_pending_in
+                and not self.service.flawed("subscription-requests-unbounded")):
+            # IMPP-5.3-4, RFC 6120 §13.12: no more requests wait for a user than they can reasonably answer; the
+            # rest are not delivered (the requester may ask again once the user has answered some).
+            self.service.log(f"dropping {requester}'s subscription request to {owner}: "
+                             f"{len(pending)} requests are waiting already")
+            return
+        pending[str(requester)] = to_bytes(stanza, CLIENT).decode()
         self.store.save()
         self._deliver_to_user(owner, stanza)
 

@@ -26,6 +26,7 @@ from .account_iq import AccountIq
 from .blocking import Blocking
 from .c2s import Session
 from .config import ServiceConfig
+from .limits import ConnectionLimits
 from .pep import Pep
 from .presence import Presence
 from .s2s import S2sSession
@@ -65,6 +66,7 @@ class Service:
         self.passwords_file = config.data_dir / "passwords.txt"
         self.passwords = self._ensure_accounts()
         self.sessions: dict[JID, Session] = {}
+        self.limits = ConnectionLimits(config.max_preauth_per_address, config.max_connections)
         self.presence = Presence(self)
         self.blocking = Blocking(self)
         self.account_iq = AccountIq(self)
@@ -133,12 +135,22 @@ class Service:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, direct_tls: bool = False,
                       plaintext_door: bool = False) -> None:
+        peer = writer.get_extra_info("peername")
+        address = peer[0] if peer else "?"
+        # RFC 6120 §13.12: limit connections per address, so that one party's unauthenticated connections cannot
+        # take the places of everyone else's (IMPP-5.3-2).
+        refused = self.limits.admit(address, per_address_limit=not self.flawed("preauth-connections-unlimited"))
+        if refused is not None:
+            self.log(f"refusing a connection from {address}: {refused}")
+            writer.transport.abort()
+            return
         session = Session(self, reader, writer, direct_tls=direct_tls, plaintext_door=plaintext_door)
         task = asyncio.current_task()
         self._tasks.add(task)
         try:
             await session.run()
         finally:
+            self.limits.closed(address, was_authenticated=session.counted_as_authenticated)
             self._tasks.discard(task)
 
     async def _accept_s2s(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -13,6 +13,7 @@ the verdict ERROR: the harness could not get where the case needs to be.
 from __future__ import annotations
 
 import dataclasses
+import time
 from typing import Any
 
 
@@ -30,6 +31,7 @@ class Update:
     # coroutine function, for what goes to another domain: if the IUT bounced it back to the sender (a server may
     # refuse a domain for a while after failing to reach it), send it once more and return True
     resend: Any = None
+    sent_at: float = dataclasses.field(default_factory=time.monotonic)  # when the sender sent it
 
 
 @dataclasses.dataclass

@@ -42,6 +42,7 @@ PARTY = {
     "replays_own_login": "log in, then replay the recorded authentication exchange on a new connection",
     # observing (checks)
     "receives": "an update is delivered to the party within T_POS",
+    "delay_of": "how long an update took to reach the party (None: not within T_POS)",
     "does_not_receive": "nothing disclosing an update reaches the party (ends on a fence)",
     "receives_unavailable_from": "a revocation is followed by unavailable presence",
     "receives_unaltered": "an update arrives with everything its sender put in it unmodified",
@@ -154,4 +155,23 @@ RECEIVING_SERVER = {
     "does_not_receive": "nothing disclosing an update reaches it (at all, or before it confirmed the IUT)",
     "confirms_the_iut": "answer the IUT's pending authentication with success",
     "hangs_up": "stop listening and drop the IUT's connections",
+}
+
+# Bounded load on the IUT (the `flood` fixture, IMPP-5.3): each flood runs in the background for the profile's
+# `load.duration` at most, while the test's own steps go on in its `with` block, and stops by itself.
+FLOOD = {
+    "fetches": "an authorized watcher fetches a party's presence information at the profile's rate",
+    "opens_connections": "pre-authentication connections (silent, trickling or churning) from the flood's address",
+    "spams_subscriptions": "subscription requests to a party from many addresses of another domain",
+    "round_trip": "a party's fresh login and a message that arrives, timed; never raises for what the IUT does",
+    "bound": "what a legitimate party may wait during a flood (profile load.latency)",
+}
+# What a running flood (the `as` name of the `with`) tells.
+LOAD = {
+    "meanwhile": "rounds of the test's own steps while the flood runs",
+    "summary": "what the flood sent and what the IUT answered, for the verdict's note",
+    "throttled": "whether the IUT restricted the flooder (throttling errors, ending its stream, reading slower)",
+    "tally": "what became of a connection flood's connections (opened, refused, ended by the IUT)",
+    "requests_delivered": "which of the spam's subscription requests reached the party",
+    "sent": "how many subscription requests the spam sent",
 }

@@ -15,6 +15,7 @@ from .codec.xml import E
 from .observe import bare_of
 from .party import XmppParty
 from .runtime import Runtime
+from .load import Flood
 from .remote_server import RemoteServer
 from .unauthenticated import Unauthenticated
 
@@ -26,6 +27,7 @@ class Cast:
                                              for name in REQUIRED_ACCOUNTS}
         self.unauthenticated = Unauthenticated(rt, self)
         self.remote_server = RemoteServer(rt, self)
+        self.flood = Flood(rt, self)
         self.extra_streams: list = []
 
     def marks(self) -> dict[str, dict[int, int]]:

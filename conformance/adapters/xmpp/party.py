@@ -11,6 +11,7 @@ live in sibling modules, mixed in.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import TYPE_CHECKING, Any, Iterable
 
 from conformance.profile import Account
@@ -473,6 +474,18 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
                 raise Violation(f"{self.name} did not receive {update.sender}'s {update.kind} "
                                 f"({update.canary}) within {timeout:g}s")
             return got
+        return self._call(run)
+
+    def delay_of(self, update: Update, *, within: float | None = None) -> float | None:
+        """Seconds from `update`'s sending to its delivery to this party, or None when it did not arrive within
+        T_POS (or `within`). An observation, not a check: the caller states what the delays must satisfy."""
+        timeout = within or self.rt.timeouts.positive
+
+        async def run():
+            if self.name not in update.marks:
+                raise SetupFailed(f"{self.name} was not observing when {update.sender} sent this")
+            got = await self._wait(lambda u: delivers(u, update), timeout, update.marks[self.name])
+            return None if got is None else time.monotonic() - update.sent_at
         return self._call(run)
 
     def does_not_receive(self, update: Update, *, attributed_to: "XmppParty | None" = None) -> None:
