@@ -69,6 +69,7 @@ def issue(ca: trustme.CA, *names: str, not_before: datetime.datetime | None = No
 
 REMOTE_DOMAIN = "remote.test"  # the domain the harness plays as an honest peer server
 EVIL_DOMAIN = "evil.test"  # the attacker's own, validly certified domain
+SPOOF_DOMAIN = "spoof.test"  # a domain the attacker claims; the harness is its authoritative server (dialback)
 
 
 def write_server_certs(directory: Path, domain: str) -> CertFiles:
@@ -77,7 +78,8 @@ def write_server_certs(directory: Path, domain: str) -> CertFiles:
     directory.mkdir(parents=True, exist_ok=True)
     files = CertFiles(directory / "ca.pem", directory / f"{domain}.crt", directory / f"{domain}.key",
                       directory / f"{domain}.pem", directory / "peers")
-    if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined, files.peers)):
+    if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined, files.peers,
+                                files.peers / f"{SPOOF_DOMAIN}.crt")):
         return files
     ca = make_ca()
     write_peer_certs(ca, files.peers)
@@ -93,12 +95,14 @@ def write_server_certs(directory: Path, domain: str) -> CertFiles:
 
 def write_peer_certs(ca: trustme.CA, directory: Path) -> None:
     """What the harness presents when it plays another domain's server, all issued by the IUT's trusted CA:
-    `remote.test` (valid), `evil.test` (valid, but for another domain than the one it will claim) and an expired
-    `remote.test` certificate. Self-signed and rogue-CA certificates the harness makes itself when it needs them."""
+    `remote.test` (valid), `evil.test` (valid, but for another domain than the one it will claim), an expired
+    `remote.test` certificate, and `spoof.test` (for the harness as that domain's authoritative server, which the
+    IUT asks to verify a dialback claim). Self-signed and rogue-CA certificates the harness makes itself."""
     directory.mkdir(parents=True, exist_ok=True)
     now = _now()
     for name, names, window in ((REMOTE_DOMAIN, (REMOTE_DOMAIN,), {}),
                                 (EVIL_DOMAIN, (EVIL_DOMAIN,), {}),
+                                (SPOOF_DOMAIN, (SPOOF_DOMAIN,), {}),
                                 (f"{REMOTE_DOMAIN}-expired", (REMOTE_DOMAIN,),
                                  {"not_before": now - datetime.timedelta(days=30),
                                   "not_after": now - datetime.timedelta(days=1)})):

@@ -151,9 +151,9 @@ def offline_bodies(service: Service, user: str) -> list[str]:
     return [service.parse_stored(raw).findtext("{jabber:client}body") for raw in service.store.offline.get(user, [])]
 
 
-def run(tmp_path: Path, body, *flaws: str) -> None:
+def run(tmp_path: Path, body, *flaws: str, dialback: bool = True) -> None:
     async def main() -> None:
-        service = Service(ServiceConfig(data_dir=tmp_path / "ref", flaws=frozenset(flaws)))
+        service = Service(ServiceConfig(data_dir=tmp_path / "ref", flaws=frozenset(flaws), s2s_dialback=dialback))
         await service.start()
         try:
             await asyncio.wait_for(body(service), 8)
@@ -340,11 +340,33 @@ def test_stream_headers_are_checked(tmp_path):
         await peer.secure()
         assert (await peer.authenticate()).tag == q(SASL, "success")
         assert error_condition(await peer.open(from_="evil.test")) == "invalid-from"
-        peer = await Peer.connect(service)
-        await peer.secure()
-        await peer.send(b"<db:result xmlns:db='jabber:server:dialback' from='remote.test' to='iut.test'>k</db:result>")
-        assert await peer.stream_error() == "policy-violation"  # no dialback: certificates only
     run(tmp_path, body)
+
+
+DIALBACK_KEY = b"<db:result xmlns:db='jabber:server:dialback' from='remote.test' to='iut.test'>k</db:result>"
+
+
+@pytest.mark.parametrize("dialback", [True, False])
+def test_a_dialback_key_needs_its_authoritative_server_or_is_not_taken_at_all(tmp_path, dialback):
+    """With dialback on, a key is checked with the claimed domain's server, which this service reaches only through
+    its peer map (empty here): no answer, no authentication. With certificates only, dialback is a policy
+    violation. Before TLS it is never taken."""
+    async def body(service):
+        peer = await Peer.connect(service)
+        features = await peer.secure()
+        assert (features.find("{urn:xmpp:features:dialback}dialback") is not None) == dialback
+        await peer.send(DIALBACK_KEY)
+        if dialback:
+            answer = await peer.unit()
+            assert answer.tag == "{jabber:server:dialback}result" and answer.get("type") == "error"
+            assert await peer.stream_error() == "not-authorized"
+        else:
+            assert await peer.stream_error() == "policy-violation"
+        peer = await Peer.connect(service)
+        await peer.open()
+        await peer.send(DIALBACK_KEY)
+        assert await peer.stream_error() == "policy-violation"
+    run(tmp_path, body, dialback=dialback)
 
 
 # -- the certificate name check (RFC 6125 as XEP-0178 uses it) ---------------------------------------------------------

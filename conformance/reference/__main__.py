@@ -89,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peer", action="append", default=[], type=_peer, metavar="DOMAIN=HOST:PORT",
                         help="where another domain's server listens, for outbound server-to-server (repeatable); "
                              "other domains are unreachable (no DNS lookups)")
+    parser.add_argument("--no-dialback", action="store_true",
+                        help="accept certificates only as proof of another domain, no server dialback (XEP-0220)")
     parser.add_argument("--domain", default="iut.test")
     parser.add_argument("--flaw", action="append", default=[], help="switch on a flaw (repeatable)")
     parser.add_argument("--exit-with-parent", action="store_true",
@@ -104,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"READY {profile_path}", flush=True)
 
     config = ServiceConfig(data_dir=args.data, port=args.port, side_door_port=args.side_door_port,
-                           s2s_port=args.s2s_port, domain=args.domain, flaws=flaws, peers=dict(args.peer))
+                           s2s_port=args.s2s_port, domain=args.domain, flaws=flaws, peers=dict(args.peer),
+                           s2s_dialback=not args.no_dialback)
     try:
         asyncio.run(serve(config, announce, exit_with_parent=args.exit_with_parent))
     except OSError as exc:

@@ -17,6 +17,9 @@ class ServiceConfig:
     # outbound server-to-server (s2s_out.py): where each other domain's server listens (domain -> (host, port)); a
     # domain not listed is unreachable (no DNS lookups), and what would go there is dropped
     peers: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    # server dialback (XEP-0220): a peer may prove its domain with a dialback key that the domain's authoritative
+    # server (found in `peers`) confirms, over TLS; False: certificates only (as Prosody's s2s_secure_auth)
+    s2s_dialback: bool = True
     accounts: tuple[str, ...] = ("alice", "bob", "mallory")
     flaws: frozenset[str] = frozenset()
     max_auth_failures: int = 3  # RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries

@@ -199,6 +199,10 @@ _FLAWS = [
          "waits only a moment for the remote server to confirm its SASL EXTERNAL, then sends the queued presence "
          "and messages over the still unauthenticated stream",
          ("IMPP-5.9-1", "IMPP-5.14-1")),
+    Flaw("dialback-verification-ignored",
+         "asks the claimed domain's authoritative server about a dialback key, but takes any answer, 'invalid' "
+         "included, as confirmation",
+         ("IMPP-2-1",)),
     # -- denial of service under load (IMPP-5.3) --
     Flaw("fetch-flood-unthrottled",
          "answers every presence fetch (last-activity query, probe) at once, however fast a watcher sends them, "

@@ -50,6 +50,8 @@ class ReferenceProcess:
         command = [sys.executable, "-m", "conformance.reference", "--data", str(self.data_dir),
                    "--port", str(self.port), "--side-door-port", str(self.side_door_port),
                    "--s2s-port", str(self.s2s_port), "--peer", f"{pki.REMOTE_DOMAIN}=127.0.0.1:{self.remote_port}",
+                   # the harness is spoof.test's authoritative server too (dialback verification), on that port
+                   "--peer", f"{pki.SPOOF_DOMAIN}=127.0.0.1:{self.remote_port}",
                    "--exit-with-parent"]
         for flaw in self.flaws:
             command += ["--flaw", flaw]

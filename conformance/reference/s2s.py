@@ -4,7 +4,11 @@
 Another domain's server connects, STARTTLS is required, and it authenticates with SASL EXTERNAL on the strength
 of its TLS client certificate: EXTERNAL is offered only when the certificate verified against the service's CA
 and names the domain the stream header's 'from' claims (RFC 6125 rules as XEP-0178 §3 and RFC 6120 §13.7.1.2
-use them). Server dialback (XEP-0220) is not offered. Stanzas are accepted only on an authenticated stream, only
+use them). Server dialback (XEP-0220) is the other way, unless the service is configured for certificates only
+(`ServiceConfig.s2s_dialback`): on a TLS-protected stream the peer sends a dialback key for the domain it claims,
+and the service asks that domain's authoritative server (found in its peer map, reached over TLS with its
+certificate checked: s2s_out.verify_dialback) whether the key is genuine; only a 'valid' answer authenticates the
+stream. Stanzas are accepted only on an authenticated stream, only
 from the authenticated domain and only to this service's domain; every other case is a stream error and the
 stream is closed, with nothing routed (RFC 6120 §4.3.5, §8.1.2.2, §13.12).
 
@@ -27,8 +31,8 @@ from cryptography.x509.oid import NameOID
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import (CLIENT, SASL, SERVER, STREAM_CLOSE, TLS, kind, q, stream_error,
-                                                    stream_header)
+from conformance.adapters.xmpp.codec.stanza import (CLIENT, SASL, SERVER, STANZAS_ERR, STREAM_CLOSE, TLS, kind, q,
+                                                    stream_error, stream_header)
 from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
                                                  UnitReceived, XmlError, split, to_bytes)
 
@@ -39,6 +43,7 @@ if TYPE_CHECKING:
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
 DIALBACK = "jabber:server:dialback"
+DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 XMPP_ADDR = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.5")  # id-on-xmppAddr (RFC 6120 §13.7.1.4)
 SRV_NAME = x509.ObjectIdentifier("1.3.6.1.5.5.7.8.7")  # id-on-dnsSRV (RFC 4985)
 HOSTNAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")  # after IDNA and lowercasing
@@ -164,6 +169,8 @@ class S2sSession:
         self.authenticated: str | None = None  # the domain SASL EXTERNAL proved; the only one stanzas may come from
         self.auth_failures = 0
         self.awaiting_response = False  # EXTERNAL without an initial response: an empty challenge went out
+        self.stream_id = ""  # the id of our current stream header (a dialback key is bound to it)
+        self.verifying: asyncio.Task | None = None  # a dialback key being checked with its authoritative server
         self.closed = False
         self._restart = False
         self.parser = self._new_parser()
@@ -267,7 +274,9 @@ class S2sSession:
         claimed_text = event.attrs.get("from")
         claimed = _domain(claimed_text)
         # The response header goes out first, even when an error follows (RFC 6120 §4.9.1.2).
-        self.writer.write(stream_header(to=claimed, from_=domain, content_ns=SERVER, stream_id=secrets.token_hex(8)))
+        self.stream_id = secrets.token_hex(8)
+        self.writer.write(stream_header(to=claimed, from_=domain, content_ns=SERVER, stream_id=self.stream_id,
+                                        extra_ns={"db": DIALBACK} if self.service.config.s2s_dialback else None))
         if event.tag != STREAM_TAG:
             self.close("invalid-namespace", "the root element must be <stream:stream/>")
             return
@@ -294,8 +303,11 @@ class S2sSession:
         features = E("{http://etherx.jabber.org/streams}features")
         if not self.tls:
             features.append(E("starttls", None, E("required", ns=TLS), ns=TLS))
-        elif self.authenticated is None and self._external_allowed():
-            features.append(E("mechanisms", None, E("mechanism", text="EXTERNAL", ns=SASL), ns=SASL))
+        elif self.authenticated is None:
+            if self._external_allowed():
+                features.append(E("mechanisms", None, E("mechanism", text="EXTERNAL", ns=SASL), ns=SASL))
+            if self.service.config.s2s_dialback:
+                features.append(E("dialback", ns=DIALBACK_FEATURE))  # XEP-0220 §2.1.1
         # otherwise no feature: without a certificate that proves the claimed domain the peer can only give up
         self.emit(features)
 
@@ -317,11 +329,7 @@ class S2sSession:
     async def _on_unit(self, unit: Element) -> None:
         uri = split(unit.tag)[0]
         if uri == DIALBACK:
-            if self.service.flawed("dialback-unverified-accepted") and split(unit.tag)[1] == "result" and self.tls:
-                self._dialback_without_verification(unit)
-                return
-            # XEP-0220 is not offered: identity is proved by certificate only (XEP-0178).
-            self.close("policy-violation", "server dialback is not offered; authenticate with SASL EXTERNAL")
+            self._on_dialback(unit)
         elif not self.tls:
             await self._pre_tls(unit)
         elif self.authenticated is None:
@@ -406,6 +414,59 @@ class S2sSession:
         limit = self.service.config.max_auth_failures
         if self.auth_failures >= limit:
             self.close("policy-violation", f"too many failed authentication attempts ({limit})")
+
+    # -- server dialback (XEP-0220), the receiving server's part ----------------------------------------------------
+
+    def _on_dialback(self, unit: Element) -> None:
+        name = split(unit.tag)[1]
+        if name == "verify" and unit.get("type") is None:
+            # We are asked, as an authoritative server, about a key one of our own streams sent. This service
+            # never initiates dialback, so no key is ours.
+            self.emit(E(f"{{{DIALBACK}}}verify", {"from": self.service.config.domain, "to": unit.get("from"),
+                                                  "id": unit.get("id"), "type": "invalid"}))
+            return
+        if name != "result" or unit.get("type") is not None or not self.tls:
+            self.close("policy-violation", "only a dialback key (<db:result/>) over TLS is taken here")
+            return
+        if self.service.flawed("dialback-unverified-accepted"):
+            self._dialback_without_verification(unit)
+            return
+        if not self.service.config.s2s_dialback:
+            # Certificates only: identity is proved by SASL EXTERNAL (XEP-0178).
+            self.close("policy-violation", "server dialback is not offered; authenticate with SASL EXTERNAL")
+            return
+        claimed = _domain(unit.get("from"))
+        if claimed is None or claimed != self.claimed:
+            self.close("invalid-from", "a dialback key is for the domain the stream header names")
+            return
+        if (unit.get("to") or "").lower() != self.service.config.domain:
+            self.close("host-unknown", f"this service is {self.service.config.domain}")
+            return
+        if self.authenticated is not None or self.verifying is not None:
+            self.close("policy-violation", "one dialback claim per stream")
+            return
+        self.verifying = asyncio.get_running_loop().create_task(self._verify(claimed, (unit.text or "").strip()))
+
+    async def _verify(self, claimed: str, key: str) -> None:
+        """XEP-0220 §2.2-§2.4: ask the claimed domain's authoritative server; only 'valid' authenticates."""
+        answer = await self.service.s2s_out.verify_dialback(claimed, self.stream_id, key)
+        if self.closed:
+            return
+        if answer == "invalid" and self.service.flawed("dialback-verification-ignored"):
+            answer = "valid"  # flaw: the authoritative server answered, and an answer is taken for a confirmation
+        self.log(f"dialback key for {claimed}: {answer} (its authoritative server's answer)")
+        attrs = {"from": self.service.config.domain, "to": claimed, "type": "valid" if answer == "valid" else
+                 "invalid" if answer == "invalid" else "error"}
+        if answer == "valid":
+            self.authenticated = claimed
+            self.emit(E(f"{{{DIALBACK}}}result", attrs))
+        elif answer == "invalid":
+            self.emit(E(f"{{{DIALBACK}}}result", attrs))
+            self.close("not-authorized", f"{claimed}'s authoritative server did not confirm the dialback key")
+        else:
+            self.emit(E(f"{{{DIALBACK}}}result", attrs, E("remote-server-not-found", ns=STANZAS_ERR)))
+            self.close("not-authorized", f"{claimed}'s authoritative server could not be asked: {answer}")
+        await self._drain()
 
     def _dialback_without_verification(self, result: Element) -> None:
         """Flaw 'dialback-unverified-accepted': takes a dialback key as proof without asking the claimed domain's

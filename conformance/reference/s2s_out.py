@@ -41,6 +41,8 @@ if TYPE_CHECKING:
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
 FEATURES = "{http://etherx.jabber.org/streams}features"
+DIALBACK = "jabber:server:dialback"
+MAX_UNITS_BEFORE_VERDICT = 8  # what an authoritative server may send before it answers a <db:verify/>
 EARLY_SEND_GRACE = 0.3  # flaw 's2s-out-before-authentication': how long it waits for <success/> before sending
 
 
@@ -121,6 +123,41 @@ class OutboundLinks:
     def stop(self) -> None:
         for link in self.links.values():
             link.stop()
+
+    async def verify_dialback(self, domain: str, stream_id: str, key: str) -> str:
+        """Ask `domain`'s authoritative server whether it sent this dialback key (XEP-0220 §2.3): a connection of
+        its own, STARTTLS with the server's certificate checked for `domain`, then <db:verify/>. Returns 'valid',
+        'invalid', or why it could not be asked (a domain not in the peer map is never asked: no DNS)."""
+        address = self.service.config.peers.get(domain)
+        if address is None:
+            return f"{domain} is not in the peer map"
+        link = Link(self, domain, *address)  # for its settings and log; it queues nothing
+        link.log("asking the authoritative server to verify a dialback key")
+        connection = Connection(link)
+        try:
+            await connection.connect()
+            features = await connection.open_stream()
+            if features.find(q(TLS, "starttls")) is None:
+                return "the authoritative server offers no STARTTLS"
+            connection.emit(E("starttls", ns=TLS))
+            if (await connection.unit()).tag != q(TLS, "proceed"):
+                return "the authoritative server refused STARTTLS"
+            await connection.start_tls(self.tls_context)
+            await connection.open_stream()
+            connection.emit(E(f"{{{DIALBACK}}}verify", {"from": self.service.config.domain, "to": domain,
+                                                        "id": stream_id}, text=key))
+            for _ in range(MAX_UNITS_BEFORE_VERDICT):
+                answer = await connection.unit()
+                if answer.tag == f"{{{DIALBACK}}}verify" and answer.get("id") == stream_id:
+                    verdict = answer.get("type")
+                    return verdict if verdict in ("valid", "invalid") else f"answer type {verdict!r}"
+            return "no <db:verify/> answer"
+        except GiveUp as exc:
+            return str(exc)
+        except (OSError, ssl.SSLError, EOFError) as exc:
+            return f"connection error: {exc}"
+        finally:
+            connection.close_stream()
 
 
 class Link:
@@ -347,7 +384,8 @@ class Connection:
     async def open_stream(self) -> Element:
         """Send our stream header (a new stream on every restart) and return the peer's features."""
         self.parser, self.pending = self._new_parser(), collections.deque()
-        self.emit(stream_header(to=self.link.domain, from_=self.link.service.config.domain, content_ns=SERVER))
+        self.emit(stream_header(to=self.link.domain, from_=self.link.service.config.domain, content_ns=SERVER,
+                                extra_ns={"db": DIALBACK}))
         opened = await self._event(self.config.s2s_out_step_timeout)
         if not isinstance(opened, StreamOpened) or opened.tag != STREAM_TAG or opened.default_ns != SERVER:
             raise GiveUp("the peer did not answer with a jabber:server stream header")

@@ -133,7 +133,8 @@ ATTACKER = {
 
 # The harness as another domain's server (the `remote_server` fixture) and the server-to-server streams it opens.
 REMOTE_SERVER = {
-    "connects": "open a server-to-server stream to the IUT with a chosen certificate, authenticating or not",
+    "connects": "open a server-to-server stream to the IUT with a chosen certificate, authenticating (by "
+                "certificate, or by a dialback key the harness's authoritative server confirms) or not",
     "awaits_the_iut": "be the remote domain's receiving server for the IUT's own connections (chosen certificate, "
                       "STARTTLS offered or not, authentication confirmed at once or later)",
     "hangs_up": "stop being the receiving server",
@@ -146,7 +147,8 @@ PEER_STREAM = {
     "sends_message": "send a message to a local party (from the stream's domain, or a chosen address)",
     "sends_presence": "send directed presence to a local party",
     "requests_subscription_to": "ask to watch a local party",
-    "claims_by_dialback": "claim the stream's domain with a server-dialback key no authoritative server confirms",
+    "claims_by_dialback": "claim the stream's domain with a server-dialback key no authoritative server confirms, "
+                          "and say what the IUT answered",
     "reaction": "how the IUT treated the stream: stream error, close, or nothing within T_CLOSE",
 }
 RECEIVING_SERVER = {

@@ -64,14 +64,31 @@ def test_a_certificate_that_does_not_prove_the_domain_is_not_accepted(alice, rem
 @case("IMPP-2-1")
 def test_a_spoofed_domain_gets_nothing_delivered(alice, remote_server):
     _honest_link(alice, remote_server)
+    remote_server.awaits_the_iut()  # spoof.test's authoritative server too, for an IUT that asks it about the key
     # The attacker's server has a valid certificate, but for its own domain (evil.test), and claims spoof.test.
     spoofer = remote_server.connects(certificate="other-domain", claiming="spoof.test", authenticates=False)
-    spoofer.claims_by_dialback()
+    answer = spoofer.claims_by_dialback()
     forged = spoofer.sends_message(to=alice, from_="eve@spoof.test")
     request = spoofer.requests_subscription_to(alice, from_="eve@spoof.test")
-    note(f"the IUT's answer to the unverifiable dialback claim: {spoofer.reaction()}")
+    note(f"the IUT's answer to the unverifiable dialback claim: {answer}; then {spoofer.reaction()}")
     alice.does_not_receive(forged)
     alice.does_not_receive(request)
+
+
+@case("IMPP-2-1")
+def test_a_dialback_key_counts_only_when_the_domain_confirms_it(alice, remote_server):
+    remote_server.awaits_the_iut()  # remote.test's authoritative server: it confirms the keys its own streams sent
+    honest = remote_server.connects(authenticates="dialback")
+    with positive_control():
+        check(honest.authenticated, f"the IUT did not accept a dialback key {honest.domain}'s authoritative server "
+                                    f"confirms ({honest.login.detail}), so a refusal below would prove nothing")
+        alice.receives(honest.sends_message(to=alice))
+    # An attacker with a valid certificate for its own domain claims remote.test with a key remote.test never sent.
+    liar = remote_server.connects(certificate="other-domain", claiming=honest.domain, authenticates=False)
+    answer = liar.claims_by_dialback()
+    forged = liar.sends_message(to=alice)
+    note(f"the IUT's answer to the dialback key remote.test did not send: {answer}; then {liar.reaction()}")
+    alice.does_not_receive(forged)
 
 
 @case("IMPP-2-5")

@@ -29,12 +29,14 @@ if TYPE_CHECKING:
     from .runtime import Runtime
 
 STREAM_FEATURES = "{http://etherx.jabber.org/streams}features"
+DIALBACK = "jabber:server:dialback"
 RESEND_LOOK = 0.1  # seconds between looks for a bounce of what a positive control waits for
 
 
 class ReceivingServer:
     def __init__(self, rt: "Runtime", domain: str, port: int, certificate: tuple[Path, Path], *, offers_tls: bool,
-                 confirms: str, dns_port: int | None = None):
+                 confirms: str, dns_port: int | None = None, also_for: dict[str, tuple[Path, Path]] | None = None,
+                 issued_keys: set[str] | None = None):
         self.rt = rt
         self.domain = domain
         self.port = port
@@ -52,6 +54,11 @@ class ReceivingServer:
         self._tasks: set[asyncio.Task] = set()
         self.dns_port = dns_port
         self._dns = None  # the DNS responder's transport, while it runs
+        # As the authoritative server of `domain` and of the domains in `also_for` (with their certificates, chosen
+        # by the IUT's SNI): the dialback keys the harness's own streams sent, and what the IUT asked about them.
+        self.also_for = also_for or {}
+        self.issued_keys = issued_keys if issued_keys is not None else set()
+        self.verifications: list[tuple[str, str]] = []  # (domain asked about, answer)
 
     def __repr__(self) -> str:
         return f"{self.domain}'s receiving server"
@@ -65,8 +72,9 @@ class ReceivingServer:
             raise SetupFailed(f"cannot listen on 127.0.0.1:{self.port} (federation.listen_port) as {self.domain}'s "
                               f"server: {exc.strerror or exc}") from None
         if self.dns_port is not None:
-            records = {(f"_xmpp-server._tcp.{self.domain}.", "SRV"): [f"0 0 {self.port} localhost."],
-                       ("localhost.", "A"): ["127.0.0.1"]}
+            records = {(f"_xmpp-server._tcp.{name}.", "SRV"): [f"0 0 {self.port} localhost."]
+                       for name in (self.domain, *self.also_for)}
+            records[("localhost.", "A")] = ["127.0.0.1"]
             try:
                 self._dns, self._dns_protocol = await loopback_dns.serve(self.dns_port, records)
             except OSError as exc:
@@ -89,10 +97,17 @@ class ReceivingServer:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
 
-    def _context(self) -> ssl.SSLContext:
+    def _context(self, certificate: tuple[Path, Path] | None = None, *, sni: bool = True) -> ssl.SSLContext:
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         context.minimum_version = ssl.TLSVersion.TLSv1_2
-        context.load_cert_chain(*self.certificate)
+        context.load_cert_chain(*(certificate or self.certificate))
+        if sni and self.also_for:  # the IUT asking another domain's authoritative server names it in SNI
+            others = {name: self._context(pair, sni=False) for name, pair in self.also_for.items()}
+
+            def choose(sock, server_name, _context):
+                if server_name in others:
+                    sock.context = others[server_name]
+            context.sni_callback = choose
         ca_file = self.rt.profile.target.ca_file
         if ca_file is not None:  # see the IUT's certificate (not needed to accept it: EXTERNAL is the harness's call)
             context.verify_mode = ssl.CERT_OPTIONAL
@@ -132,8 +147,7 @@ class ReceivingServer:
             header = await stream.next()
             if not isinstance(header, StreamOpened):
                 raise ConnectionClosed("the IUT sent no stream header")
-            await conn.send(stream_header(to=header.attrs.get("from"), from_=self.domain, content_ns=SERVER,
-                                          stream_id=secrets.token_hex(8)))
+            await conn.send(self._header(header))
             await conn.send(_features(features))
 
         tls_offer = E("starttls", None, E("required", ns=TLS), ns=TLS) if self.offers_tls else None
@@ -154,8 +168,7 @@ class ReceivingServer:
                     raise ConnectionClosed("unexpected stream restart")
                 succeeded = False
                 phase = "authenticated"
-                await conn.send(stream_header(to=unit.attrs.get("from"), from_=self.domain, content_ns=SERVER,
-                                              stream_id=secrets.token_hex(8)))
+                await conn.send(self._header(unit))
                 await conn.send(_features(E(STREAM_FEATURES)))
                 continue
             if unit.tag == q(TLS, "starttls") and self.offers_tls and not conn.tls_active:
@@ -177,12 +190,33 @@ class ReceivingServer:
                 stream.restart()
                 phase = "authenticated"
                 await open_stream(E(STREAM_FEATURES))
+            elif unit.tag == q(DIALBACK, "verify") and unit.get("type") is None:
+                await conn.send(to_bytes(self._verify(unit), SERVER))
             elif kind(unit) is not None:
                 self.stanzas.append((phase, unit))
                 self._changed.set()
             elif unit.tag == q(TLS, "starttls"):  # asked for TLS this server did not offer (RFC 6120 §5.4.2.2)
                 await conn.send(to_bytes(E("failure", ns=TLS), SERVER) + STREAM_CLOSE)
                 raise ConnectionClosed("the IUT asked for TLS, which this server does not offer")
+
+    def _header(self, opened: StreamOpened) -> bytes:
+        """Our stream header, as the domain the IUT asked for (when it is one this server answers for)."""
+        asked = (opened.attrs.get("to") or "").lower()
+        return stream_header(to=opened.attrs.get("from"), from_=asked if asked in self.also_for else self.domain,
+                             content_ns=SERVER, stream_id=secrets.token_hex(8), extra_ns={"db": DIALBACK})
+
+    def _verify(self, request: Element) -> Element:
+        """XEP-0220 §2.3.2, as the authoritative server of the domain the IUT asks about: a key is genuine only if
+        one of the harness's own streams sent it."""
+        asked = (request.get("to") or "").lower()
+        ours = asked in (self.domain, *self.also_for)
+        answer = "valid" if ours and (request.text or "").strip() in self.issued_keys else "invalid"
+        self.verifications.append((asked, answer))
+        self.rt.recorder.event(f"{self.domain}-server", f"the IUT asked {asked}'s authoritative server about a "
+                                                        f"dialback key: {answer}")
+        self._changed.set()
+        return E(q(DIALBACK, "verify"), {"from": asked, "to": request.get("from"), "id": request.get("id"),
+                                         "type": answer})
 
     # -- what the tests ask (on the harness loop) ------------------------------------------------------------------------
 

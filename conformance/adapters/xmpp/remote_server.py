@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from conformance.pki import SPOOF_DOMAIN
 from conformance.roles import Reaction, Update
 from conformance.transport.connection import Connection, ConnectionClosed, HandshakeFailed
 from conformance.verdicts import SetupFailed, Unsupported
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .party import XmppParty
 
 DIALBACK = "jabber:server:dialback"
+DIALBACK_FEATURE = "urn:xmpp:features:dialback"
 CERTIFICATES = ("valid", "self-signed", "rogue-ca", "other-domain", "expired", "none")
 
 
@@ -83,11 +85,22 @@ class PeerStream:
         self._send(presence(to=to.bare, status=canary, from_=self._sender(from_), ns=SERVER))
         return update
 
-    def claims_by_dialback(self) -> None:
+    def claims_by_dialback(self) -> str:
         """Claim the stream's domain with a server-dialback key (XEP-0220 §2.1.1) that no authoritative server
-        will ever confirm: the attacker's key is made up."""
+        will ever confirm (the attacker's key is made up), and wait, as a patient attacker would, for the IUT's
+        answer (its <db:result/>, the end of the stream, or T_STEP) if it offered dialback; returns what it was."""
         key = self.rt.canary(f"{self.domain}-dialback-key").encode().hex()
         self._send(E(q(DIALBACK, "result"), {"from": self.domain, "to": self.rt.domain}, text=key))
+        if self.client.feature(DIALBACK_FEATURE, "dialback") is None:
+            return "dialback not offered: no answer awaited"
+
+        async def run():
+            answer = await self.client.wait_for(lambda u: u.tag == q(DIALBACK, "result") and bool(u.get("type")),
+                                                self.rt.timeouts.step)
+            if answer is not None:
+                return f"<db:result type='{answer.get('type')}'/>"
+            return self.client.end_reason() if self.client.ended else "no answer"
+        return self.rt.call(run)
 
     def requests_subscription_to(self, party: "XmppParty", *, from_: str | None = None) -> Update:
         """A subscription request (canary in its status) to a local party."""
@@ -140,6 +153,7 @@ class RemoteServer:
         self.federation = rt.profile.federation
         self._scratch: Path | None = None
         self._listening: ReceivingServer | None = None
+        self.issued_keys: set[str] = set()  # dialback keys the harness's streams sent (its authority confirms them)
 
     @property
     def domain(self) -> str:
@@ -206,8 +220,11 @@ class RemoteServer:
         if pair is None:
             raise ValueError("a receiving server needs a certificate")
         self.hangs_up()
+        spoof = federation.certificates / f"{SPOOF_DOMAIN}.crt", federation.certificates / f"{SPOOF_DOMAIN}.key"
+        also_for = {SPOOF_DOMAIN: spoof} if all(p.is_file() for p in spoof) else {}
         server = ReceivingServer(self.rt, federation.remote_domain, federation.listen_port, pair,
-                                 offers_tls=offers_tls, confirms=confirms, dns_port=federation.dns_port)
+                                 offers_tls=offers_tls, confirms=confirms, dns_port=federation.dns_port,
+                                 also_for=also_for, issued_keys=self.issued_keys)
         self.rt.call(server.start)
         self._listening = server
         return ReceivingServerRole(self.rt, server)
@@ -218,10 +235,12 @@ class RemoteServer:
             server, self._listening = self._listening, None
             self.rt.call(server.stop, timeout=5)
 
-    def connects(self, *, certificate: str = "valid", authenticates: bool = True,
+    def connects(self, *, certificate: str = "valid", authenticates: bool | str = True,
                  claiming: str | None = None) -> PeerStream:
         """Open a server-to-server stream claiming `claiming` (default: the remote domain), present `certificate`
-        in TLS, and authenticate with SASL EXTERNAL if asked (and offered)."""
+        in TLS, and authenticate if asked: with SASL EXTERNAL (True), or (`"dialback"`) with a dialback key that the
+        harness, as the domain's authoritative server, confirms when the IUT asks (XEP-0220; the test holds
+        `awaits_the_iut()` for that). A dialback the IUT does not offer is Unsupported."""
         federation = self._federation()
         domain = claiming or federation.remote_domain
         pair = self._certificate(certificate)
@@ -261,9 +280,25 @@ class RemoteServer:
         mechanisms = client.mechanisms()
         if not authenticates:
             return PeerLogin(True, mechanisms, False, "no authentication attempted")
+        if authenticates == "dialback":
+            return await self._dialback(client, mechanisms)
         if "EXTERNAL" not in mechanisms:
             return PeerLogin(True, mechanisms, False,
                              f"SASL EXTERNAL not offered (offered: {', '.join(mechanisms) or 'nothing'})")
         result = await client.authenticate("", "", mechanism="EXTERNAL", authzid=client.announce)
         detail = "SASL EXTERNAL: <success/>" if result.success else f"SASL EXTERNAL: <{result.condition}/>"
         return PeerLogin(True, mechanisms, result.success, detail)
+
+    async def _dialback(self, client: XmppClient, mechanisms: list[str]) -> PeerLogin:
+        if client.feature(DIALBACK_FEATURE, "dialback") is None:
+            raise Unsupported("the IUT does not offer server dialback (XEP-0220) on a TLS-protected stream")
+        key = self.rt.canary(f"{client.announce}-dialback-key").encode().hex()
+        self.issued_keys.add(key)  # ours: the harness's authoritative server will confirm it
+        await client.send(E(q(DIALBACK, "result"), {"from": client.announce, "to": self.rt.domain}, text=key))
+        client.start_pump()
+        answer = await client.wait_for(lambda u: u.tag == q(DIALBACK, "result") and bool(u.get("type")),
+                                       self.rt.timeouts.step)
+        if answer is None:
+            why = client.end_reason() if client.ended else "nothing within the step timeout"
+            return PeerLogin(True, mechanisms, False, f"no dialback result: {why}")
+        return PeerLogin(True, mechanisms, answer.get("type") == "valid", f"dialback: type='{answer.get('type')}'")
