@@ -41,7 +41,7 @@ def profile_text(service: Service, port: int) -> str:
         # Floods from a second loopback address (the parties use 127.0.0.1), short, and above the service's limits
         # (connections: 256 in all, 16 unauthenticated per address; fetches: 20/s); the service serves a
         # legitimate party within milliseconds when nothing is wrong, so 1 s is a generous bound on its delays.
-        load={"source": "127.0.0.2", "duration": 1.5, "rate": 200, "connections": 300, "subscriptions": 150,
+        load={"source": "127.0.0.2", "duration": 1.0, "rate": 200, "connections": 300, "subscriptions": 150,
               "latency": 1.0})
 
 
