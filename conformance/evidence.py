@@ -4,6 +4,7 @@ of the same connections as they crossed the wire (decryptable with the case's TL
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 from conformance.transport.pcap import write_pcap
@@ -25,21 +26,24 @@ def slug(nodeid: str) -> str:
     return f"{module}/{clean}"
 
 
-def render_transcript(recorder: Recorder, title: str, notes: tuple[str, ...] = ()) -> str:
-    lines = [f"# {title}", "# time (s) | connection | direction | data (application layer; SASL payloads redacted)", ""]
+def transcript_lines(recorder: Recorder, title: str, notes: tuple[str, ...] = ()) -> Iterator[str]:
+    """The transcript line by line (each ending in a newline), so that writing it never holds a second copy of a
+    recording that may be as large as the recorder's byte limit (a hostile IUT can fill it)."""
+    yield f"# {title}\n"
+    yield "# time (s) | connection | direction | data (application layer; SASL payloads redacted)\n\n"
     for chunk in recorder.chunks:
         if chunk.layer == "tcp":
             continue
         if chunk.layer == "event":
-            lines.append(f"{chunk.t:9.3f}  {chunk.connection:<18} ..  {chunk.note}")
+            yield f"{chunk.t:9.3f}  {chunk.connection:<18} ..  {chunk.note}\n"
             continue
         arrow = "->" if chunk.direction == "out" else "<-"
         text = redact(chunk.data).decode("utf-8", errors="replace")
-        lines.append(f"{chunk.t:9.3f}  {chunk.connection:<18} {arrow}  {text}")
+        yield f"{chunk.t:9.3f}  {chunk.connection:<18} {arrow}  {text}\n"
     if recorder.truncated:
-        lines.append("# (recording truncated at its byte limit)")
-    lines.extend(f"# ({note})" for note in notes)
-    return "\n".join(lines) + "\n"
+        yield "# (recording truncated at its byte limit)\n"
+    for note in notes:
+        yield f"# ({note})\n"
 
 
 def write_case_evidence(directory: Path, recorder: Recorder, title: str) -> dict[str, Path]:
@@ -53,5 +57,6 @@ def write_case_evidence(directory: Path, recorder: Recorder, title: str) -> dict
     except Exception as exc:  # the pcap is a convenience; the transcript and the report must be written regardless
         notes = (f"no capture.pcap: {type(exc).__name__}: {exc}",)
     transcript = directory / "transcript.txt"
-    transcript.write_text(render_transcript(recorder, title, notes), encoding="utf-8")
+    with transcript.open("w", encoding="utf-8") as out:
+        out.writelines(transcript_lines(recorder, title, notes))
     return {"transcript": transcript, **files}

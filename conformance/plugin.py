@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -262,6 +263,7 @@ class Harness:
             state.notes = list(ledger().notes)
             item.user_properties.append(("verdict", state.verdict.value))
             self._shape(report, state, item)
+            _forget_last_failure(exc)
         elif call.when == "teardown":
             if exc is not None and state.verdict in (Verdict.PASS, Verdict.WARN, Verdict.INFO):
                 state.verdict = Verdict.ERROR
@@ -412,6 +414,19 @@ def _one_line(exc: BaseException) -> str:
     return text[:500]
 
 
+def _forget_last_failure(exc: BaseException | None) -> None:
+    """pytest keeps a failed test's exception for post-mortem debugging (sys.last_traceback) until the next test's
+    call: its frames hold that test's whole cast, every stream's received units and the case's recording, which a
+    hostile IUT can fill to their limits. The verdict and the evidence are taken by now; let them go, so that memory
+    stays bounded by one case's worth (ARCHITECTURE rule 8). `--pdb` is unaffected: it gets the exception from
+    pytest itself."""
+    if exc is None or getattr(sys, "last_value", None) is not exc:
+        return
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)[:80]
 
@@ -460,6 +475,10 @@ def cast(request: pytest.FixtureRequest, iut: Iut):
         keylog = state.evidence_dir / "tls-keys.log"
         if keylog.exists():
             state.evidence["tls-keylog"] = str(keylog.relative_to(harness.run_dir))
+        # Written out: let the recording go now (it may be as large as its byte limit), not whenever the garbage
+        # collector comes to the cast's reference cycles; and not at the end of the run with the item either.
+        recorder.chunks.clear()
+        state.recorder = None
 
 
 @pytest.fixture

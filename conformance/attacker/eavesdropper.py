@@ -10,7 +10,7 @@ from typing import Iterable
 
 from conformance.roles import Update
 from conformance.transport.wire import Recorder
-from conformance.verdicts import Violation, negative_check
+from conformance.verdicts import SetupFailed, Violation, negative_check
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,3 +75,6 @@ class Eavesdropper:
         if hits:
             raise Violation(f"a passive eavesdropper reads {len(hits)} planted value(s) in clear: "
                             + "; ".join(str(h) for h in hits[:5]))
+        if self.recorder.truncated:  # what the byte limit cut off may hold a canary
+            raise SetupFailed("the recording of this case reached its byte limit, so the eavesdropper cannot vouch "
+                              "for what was not kept")

@@ -45,8 +45,10 @@ def profile_text(service: Service, port: int) -> str:
               "latency": 1.0})
 
 
-async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False) -> None:
-    service = Service(config)
+async def serve(config: ServiceConfig, announce, *, exit_with_parent: bool = False, make=Service) -> None:
+    """Run the service (`make(config)`: the project's tests pass a misbehaving subclass) until SIGTERM or SIGINT,
+    or until the parent goes away with `exit_with_parent`."""
+    service = make(config)
     port = await service.start()
     profile_path = config.data_dir / "profile.toml"
     profile_path.write_text(profile_text(service, port), encoding="utf-8")

@@ -12,6 +12,7 @@ import ssl
 from .wire import Endpoint, Recorder
 
 READ_CHUNK = 64 * 1024
+CLOSE_TIMEOUT = 1.0  # seconds for closing TLS and TCP politely; then the connection is dropped
 
 
 class ConnectionClosed(Exception):
@@ -37,6 +38,7 @@ class Connection:
         self._incoming: ssl.MemoryBIO | None = None
         self._outgoing: ssl.MemoryBIO | None = None
         self.closed = False
+        self.ended_by: str | None = None  # why the connection failed (reset, TLS error), beyond an orderly close
         sock = writer.get_extra_info("socket")
         if sock is not None:
             endpoint.local = sock.getsockname()[:2]
@@ -82,6 +84,7 @@ class Connection:
             await self._writer.drain()
         except (ConnectionError, OSError) as exc:
             self.closed = True
+            self.ended_by = self.ended_by or f"write failed: {exc}"
             raise ConnectionClosed(f"write failed: {exc}") from None
 
     async def _read_socket(self) -> bytes:
@@ -89,6 +92,7 @@ class Connection:
             data = await self._reader.read(READ_CHUNK)
         except (ConnectionError, OSError) as exc:
             self.closed = True
+            self.ended_by = f"read failed: {exc}"
             self.recorder.event(self.label, f"read failed: {exc}")
             raise ConnectionClosed(f"read failed: {exc}") from None
         if not data:
@@ -129,6 +133,7 @@ class Connection:
                 raise ConnectionClosed("peer closed TLS") from None
             except ssl.SSLError as exc:
                 self.closed = True
+                self.ended_by = f"TLS error: {exc.reason or exc}"
                 self.recorder.event(self.label, f"TLS error: {exc.reason or exc}")
                 await self._flush_tls(quiet=True)
                 raise ConnectionClosed(f"TLS error: {exc.reason or exc}") from None
@@ -196,16 +201,27 @@ class Connection:
             transport.abort()
 
     async def close(self) -> None:
-        if not self.closed:
-            if self._tls is not None:
-                try:
-                    self._tls.unwrap()
-                except ssl.SSLError:
-                    pass
-                await self._flush_tls(quiet=True)
-            self.closed = True
+        """Close TLS (close_notify) and TCP, within CLOSE_TIMEOUT: a peer that reads nothing more (its buffers full
+        of what the harness sent) cannot hold the harness, nor keep the socket open; it is dropped instead."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_TIMEOUT
         try:
+            if not self.closed:
+                if self._tls is not None:
+                    try:
+                        self._tls.unwrap()
+                    except ssl.SSLError:
+                        pass
+                    await asyncio.wait_for(self._flush_tls(quiet=True), CLOSE_TIMEOUT)
+                self.closed = True
             self._writer.close()
-            await asyncio.wait_for(self._writer.wait_closed(), 1.0)
-        except (asyncio.TimeoutError, ConnectionError, OSError, ssl.SSLError):
+            await asyncio.wait_for(self._writer.wait_closed(), max(0.0, deadline - loop.time()))
+        except asyncio.TimeoutError:
+            self.closed = True
+            self.recorder.event(self.label, f"the peer took nothing more within {CLOSE_TIMEOUT:g}s: connection "
+                                            f"dropped")
+            transport = self._writer.transport
+            if transport is not None:
+                transport.abort()
+        except (ConnectionError, OSError, ssl.SSLError):
             pass

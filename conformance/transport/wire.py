@@ -60,6 +60,10 @@ class Recorder:
     def add(self, connection: str, direction: Direction, layer: Layer, data: bytes, note: str = "") -> None:
         with self._lock:
             if self._bytes + len(data) > self._max_bytes:
+                if not self.truncated:  # say where the recording stops (an event costs no bytes)
+                    self.chunks.append(Chunk(time.monotonic() - self.started, connection, "in", "event", b"",
+                                             f"recording stops here: the case's byte limit "
+                                             f"({self._max_bytes} bytes) is reached"))
                 self.truncated = True
                 return
             self._bytes += len(data)

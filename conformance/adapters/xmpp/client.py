@@ -26,6 +26,9 @@ from .codec.stanza import (BIND, BLOCKING, CLIENT, PING, PRIVACY, ROSTER, SASL, 
 from .codec.xml import E, Element, Limits, StreamClosed, StreamOpened, StreamParser, UnitReceived, XmlError, to_bytes
 
 MAX_KEPT_UNITS = 20_000
+MAX_KEPT_BYTES = 8 * 1024 * 1024  # wire size of the units one stream keeps: 20 000 units of the maximal size would
+# otherwise be gigabytes. Beyond either bound units are dropped (counted): a fence sent afterwards is lost with them,
+# so a check that needs it ends in ERROR, never in a verdict drawn from what was not kept.
 PUSHES = ((ROSTER, "query"), (BLOCKING, "block"), (BLOCKING, "unblock"), (PRIVACY, "query"))
 CLOSE_WAIT = 1.0  # seconds to wait for the IUT's closing tag after ours
 
@@ -62,16 +65,19 @@ class XmppClient:
         self.jid: JID | None = None
         self.received: list[Element] = []
         self.dropped_units = 0
+        self.kept_bytes = 0
+        self._unit_size = 0  # wire size of the unit _next_unit returned last
         self.stream_error: Element | None = None
         self.stream_closed = False  # IUT sent </stream:stream>
         self.xml_error: XmlError | None = None
-        self._pending: collections.deque[Element] = collections.deque()
+        self._pending: collections.deque[tuple[Element, int]] = collections.deque()
         self._changed = asyncio.Event()
         self._pump: asyncio.Task | None = None
         self.auto_reply = True
         self.sasl_sent: list[str] = []  # the client's SASL messages of the last exchange (for replay tests)
         self.sasl_received: list[str] = []  # the IUT's SCRAM messages of the last exchange (server-first, -final)
         self.announce: str | None = None  # 'from' of the stream headers sent from now on (RFC 6120 §4.7.1)
+        self.prolog = b""  # sent before the next stream header only (e.g. a DOCTYPE, which RFC 6120 §11.1 forbids)
         self.content_ns = CLIENT  # jabber:server when the harness plays a server (server-to-server streams)
         self.extra_ns: dict[str, str] = {}  # prefixes the stream header declares (a server's xmlns:db, XEP-0220)
         self.trusted: set[str] = set()  # bare JIDs of approved contacts (the owning party keeps it up to date)
@@ -104,7 +110,8 @@ class XmppClient:
         if self.stream_closed:
             return "the IUT closed the stream"
         if self.conn.closed:
-            return "the IUT closed the connection"
+            return f"the connection failed ({self.conn.ended_by})" if self.conn.ended_by else \
+                "the IUT closed the connection"
         return "stream open"
 
     # -- reading ------------------------------------------------------------------------------------------------
@@ -122,7 +129,7 @@ class XmppClient:
             if isinstance(event, StreamOpened):
                 self.stream_attrs = event.attrs
             elif isinstance(event, UnitReceived):
-                self._pending.append(event.element)
+                self._pending.append((event.element, event.raw_size))
             elif isinstance(event, StreamClosed):
                 self.stream_closed = True
 
@@ -132,7 +139,8 @@ class XmppClient:
                 if self.stream_closed:
                     raise ConnectionClosed("stream closed")
                 await self._fill()
-            return self._pending.popleft()
+            unit, self._unit_size = self._pending.popleft()
+            return unit
 
         unit = await (asyncio.wait_for(read(), timeout) if timeout is not None else read())
         if is_stream_error(unit):
@@ -160,8 +168,11 @@ class XmppClient:
         self.parser = StreamParser(self.limits)
         self.stream_attrs = {}
         self._pending.clear()
-        await self.send_raw(stream_header(to=to or self.domain, from_=from_ or self.announce,
-                                          content_ns=self.content_ns, extra_ns=self.extra_ns or None))
+        header = stream_header(to=to or self.domain, from_=from_ or self.announce, content_ns=self.content_ns,
+                               extra_ns=self.extra_ns or None)
+        if self.prolog:
+            header, self.prolog = header.replace(b"?>", b"?>" + self.prolog, 1), b""
+        await self.send_raw(header)
         unit = await self.read_unit()
         if unit.tag != q("http://etherx.jabber.org/streams", "features"):
             raise ProtocolViolation(f"expected <stream:features/>, got {unit.tag}")
@@ -331,9 +342,13 @@ class XmppClient:
             self._changed.set()
 
     def _keep(self, unit: Element) -> None:
-        if len(self.received) >= MAX_KEPT_UNITS:
+        if len(self.received) >= MAX_KEPT_UNITS or self.kept_bytes + self._unit_size > MAX_KEPT_BYTES:
+            if not self.dropped_units:
+                self.conn.recorder.event(self.label, f"keeping no more of what the IUT sends on this stream: "
+                                                     f"{len(self.received)} units, {self.kept_bytes} bytes kept")
             self.dropped_units += 1
             return
+        self.kept_bytes += self._unit_size
         self.received.append(unit)
         self._changed.set()
 

@@ -177,6 +177,18 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
             return True
         return resend
 
+    def _stream_trouble(self) -> str:
+        """Why this party's stream may have missed a delivery (the IUT ended it, or sent more than a stream keeps),
+        for the message of a delivery that did not come; empty when nothing is wrong with the stream."""
+        stream = self.main
+        if stream is None:
+            return ""
+        trouble = [stream.end_reason()] if stream.ended else []
+        if stream.dropped_units:
+            trouble.append(f"the IUT sent more than a stream keeps: {stream.dropped_units} units dropped after "
+                           f"{len(stream.received)}")
+        return f" ({stream.label}: {'; '.join(trouble)})" if trouble else ""
+
     async def _wait(self, predicate, timeout: float, mark: dict[int, int] | None) -> Element | None:
         """First unit since `mark`, on any of this party's streams, matching `predicate`."""
         loop = asyncio.get_running_loop()
@@ -472,7 +484,7 @@ class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingV
             got = await self._wait(lambda u: delivers(u, update), timeout, update.marks[self.name])
             if got is None:
                 raise Violation(f"{self.name} did not receive {update.sender}'s {update.kind} "
-                                f"({update.canary}) within {timeout:g}s")
+                                f"({update.canary}) within {timeout:g}s{self._stream_trouble()}")
             return got
         return self._call(run)
 
