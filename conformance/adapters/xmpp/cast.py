@@ -6,6 +6,7 @@ verdict, and tears everything down (ending sessions left waiting for stream-mana
 from __future__ import annotations
 
 import asyncio
+import time
 
 from conformance.profile import REQUIRED_ACCOUNTS
 from conformance.verdicts import SetupFailed
@@ -18,6 +19,9 @@ from .runtime import Runtime
 from .load import Flood
 from .remote_server import RemoteServer
 from .unauthenticated import Unauthenticated
+
+
+DISMISS_SECONDS = 20.0  # bounds the tidying up after a test: hang up, close every stream
 
 
 class Cast:
@@ -68,6 +72,8 @@ class Cast:
         await party._ping()
 
     def dismiss(self) -> None:
+        # Tidying up gets time of its own, even when the test spent all of timeouts.case (its steps are bounded).
+        self.rt.deadline = time.monotonic() + DISMISS_SECONDS
         try:
             self.remote_server.hangs_up()
         except Exception:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import ssl
+import time
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 
@@ -56,6 +57,12 @@ class Runtime:
     limits: Limits = Limits()
     # role -> address of an on-path attacker that role's new connections go through instead of the IUT
     routes: dict[str, tuple[str, int]] = dataclasses.field(default_factory=dict)
+    # when the test's time (timeouts.case, counted from the runtime's creation) is spent: no step starts after it
+    deadline: float = dataclasses.field(default=0.0)
+
+    def __post_init__(self) -> None:
+        if not self.deadline:
+            self.deadline = time.monotonic() + self.profile.timeouts.case
 
     @property
     def timeouts(self):
@@ -67,7 +74,10 @@ class Runtime:
 
     def call(self, fn: Callable[..., Awaitable[Any]], *args: Any, timeout: float | None = None) -> Any:
         """Run a coroutine function on the loop, bounded in time; translate transport trouble for the verdict."""
-        bound = timeout or self.timeouts.case
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(f"the case's time bound ({self.timeouts.case:g}s, timeouts.case) is spent")
+        bound = min(timeout or self.timeouts.case, left)
 
         async def bounded() -> Any:
             try:
