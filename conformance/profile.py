@@ -95,6 +95,19 @@ class Load:
     source: str | None = None  # local address the floods come from, e.g. "127.0.0.2" for a loopback target
 
 
+@dataclasses.dataclass(frozen=True)
+class Abuse:
+    """Bounds of the parser-abuse case (IMPP-5.3-3): how much malformed input is drawn, how fast, and how big."""
+
+    examples: int = 20  # malformed samples hypothesis draws per stream stage, each sent on a fresh stream
+    seconds: float = 8.0  # time budget per stage for sending them and shrinking a failing one
+    seed: int = 0  # the samples are a function of this seed (and the suite's version): same seed, same samples
+    oversized_bytes: int = 1024 * 1024  # the oversized stanza, where the IUT advertises no limit (XEP-0478)
+
+
+ABUSE_BOUNDS = {"examples": (1, 10_000), "seconds": (0.1, 3600), "seed": (0, 2**32 - 1),
+                "oversized_bytes": (10_000, 64 * 1024 * 1024)}
+
 LOAD_LIMITS = {"rate": 5000, "duration": 60, "connections": 5000, "subscriptions": 5000, "latency": 60}
 
 
@@ -107,6 +120,7 @@ class Profile:
     control: Control
     federation: Federation | None = None  # absent: the server-to-server cases are UNSUPPORTED
     load: Load = Load()
+    abuse: Abuse = Abuse()
     embedded: bool = False  # the harness started this target itself (the reference service)
 
     def account(self, key: str) -> Account:
@@ -123,11 +137,12 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
                    "dns_port": (int,)},
     "load": {"rate": (int, float), "duration": (int, float), "connections": (int,), "subscriptions": (int,),
              "latency": (int, float), "source": (str,)},
+    "abuse": {"examples": (int,), "seconds": (int, float), "seed": (int,), "oversized_bytes": (int,)},
 }
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
 LISTENER_SCHEMES = ("tcp", "ws", "wss", "http", "https")
-SECTIONS = ("target", "accounts", "timeouts", "control", "federation", "load")
+SECTIONS = ("target", "accounts", "timeouts", "control", "federation", "load", "abuse")
 
 
 def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[type, ...]]) -> dict:
@@ -226,7 +241,15 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
                    timeouts=Timeouts(**{k: float(v) for k, v in timeouts_raw.items()}),
                    control=Control(**control_raw), embedded=embedded,
                    federation=_federation(path, data.get("federation"), secrets),
-                   load=_load(path, data.get("load", {})))
+                   load=_load(path, data.get("load", {})), abuse=_abuse(path, data.get("abuse", {})))
+
+
+def _abuse(path: Path, raw: Any) -> Abuse:
+    raw = _check_table(path, "abuse", raw, _FIELDS["abuse"])
+    for key, (low, high) in ABUSE_BOUNDS.items():
+        if key in raw and not low <= raw[key] <= high:
+            raise ProfileError(f"{path}: 'abuse.{key}' must be between {low:g} and {high:g} (abuse stays bounded)")
+    return Abuse(**{k: float(v) if k == "seconds" else v for k, v in raw.items()})
 
 
 def _load(path: Path, raw: Any) -> Load:

@@ -9,6 +9,7 @@ hibernates, and a later stream of the same user may resume it in place of bindin
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import secrets
 import ssl
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from .sm import SmState
 
 STREAM_TAG = "{http://etherx.jabber.org/streams}stream"
+STREAM_LIMITS = "urn:xmpp:stream-limits:0"  # XEP-0478
 SCRAM_MECHANISMS = ("SCRAM-SHA-256", "SCRAM-SHA-1")
 SCRAM_PLUS_MECHANISMS = ("SCRAM-SHA-256-PLUS", "SCRAM-SHA-1-PLUS")
 # SCRAM errors about channel binding (RFC 5802 §7 server-error): refused as <not-authorized/>, the error in <text/>.
@@ -72,7 +74,19 @@ class Session:
         self.superseded = False  # another stream resumed this session
         self._scram = None
         self._restart = False
-        self.parser = StreamParser(Limits(max_unit_bytes=service.config.max_unit_bytes))
+        self.header_sent = False  # our stream header of the current stream (a stream error must follow one)
+        self.parser = self._new_parser()
+
+    def _new_parser(self) -> StreamParser:
+        config = self.service.config
+        limits = Limits(max_unit_bytes=config.max_unit_bytes, max_depth=config.max_depth)
+        if self.service.flawed("stanza-size-unlimited"):
+            limits = dataclasses.replace(limits, max_unit_bytes=config.max_write_buffer * 16)
+        if self.service.flawed("nesting-depth-unlimited"):
+            limits = dataclasses.replace(limits, max_depth=1_000_000)
+        # Flaw 'entities-expanded': a parser left at a general-purpose XML library's defaults, which takes a
+        # document type declaration and expands the entities of its internal subset (RFC 6120 §11.1 forbids both).
+        return StreamParser(limits, expand_internal_entities=self.service.flawed("entities-expanded"))
 
     # -- output -----------------------------------------------------------------------------------------------
 
@@ -111,6 +125,8 @@ class Session:
         try:
             if condition:
                 self.log(f"closing with stream error {condition}: {text or ''}")
+                if not self.header_sent:  # RFC 6120 §4.9.1.1: an error before our header still opens the stream
+                    self._send_header()
                 self.writer.write(to_bytes(stream_error(condition, text, extra), CLIENT))
             self.writer.write(STREAM_CLOSE)
         except (ConnectionError, RuntimeError):
@@ -155,7 +171,8 @@ class Session:
                         break
                 if self._restart:
                     self._restart = False
-                    self.parser = StreamParser(Limits(max_unit_bytes=self.service.config.max_unit_bytes))
+                    self.header_sent = False
+                    self.parser = self._new_parser()
                 await self._drain()
         except (ConnectionError, ssl.SSLError, OSError) as exc:
             self.log(f"connection error: {exc}")
@@ -186,8 +203,12 @@ class Session:
         except (ConnectionError, RuntimeError):
             self.closed = True  # the connection is gone (not a close of the stream)
 
-    def _on_stream_open(self, event: StreamOpened) -> None:
+    def _send_header(self) -> None:
         self.writer.write(stream_header(to=None, from_=self.service.config.domain, stream_id=secrets.token_hex(8)))
+        self.header_sent = True
+
+    def _on_stream_open(self, event: StreamOpened) -> None:
+        self._send_header()
         if event.tag != STREAM_TAG:
             self.close("invalid-namespace", "the root element must be <stream:stream/>")
             return
@@ -214,6 +235,9 @@ class Session:
             features.append(E("bind", ns=BIND))
             features.append(E("session", None, E("optional", ns=SESSION), ns=SESSION))
             features.append(self.service.sm.feature())
+        if not self.service.flawed("stanza-size-unlimited"):  # XEP-0478: the limits this stream is held to
+            features.append(E("limits", None, E("max-bytes", text=str(self.service.config.max_unit_bytes),
+                                                ns=STREAM_LIMITS), ns=STREAM_LIMITS))
         self.emit(features)
         claimed = event.attrs.get("from")
         if claimed and self.tls and self.user is None and self.service.flawed("offline-to-announced-identity"):

@@ -26,6 +26,7 @@ class ServiceConfig:
     preauth_idle_timeout: float = 30.0
     idle_timeout: float = 600.0
     max_unit_bytes: int = 256 * 1024
+    max_depth: int = 64  # XML nesting below the stream root
     max_write_buffer: int = 4 * 1024 * 1024
     max_connections: int = 256  # client connections in all (a process has only so many descriptors)
     max_preauth_per_address: int = 16  # unauthenticated client connections from one address

@@ -215,6 +215,18 @@ _FLAWS = [
     Flaw("subscription-requests-unbounded",
          "keeps and delivers every subscription request, however many wait for the user already",
          ("IMPP-5.3-4",)),
+    # -- parser and size abuse (RFC 6120 §11.1, §13.12), reference/c2s.py and the shared XML codec
+    Flaw("entities-expanded",
+         "parses client streams with an XML library's defaults: a document type declaration is taken and the "
+         "entities of its internal subset are expanded instead of closing the stream with <restricted-xml/>",
+         ("IMPP-5.3-3",)),
+    Flaw("stanza-size-unlimited",
+         "enforces no maximum stanza size (and advertises none): a client may make it buffer, parse and route a "
+         "stanza of any size",
+         ("IMPP-5.3-3",)),
+    Flaw("nesting-depth-unlimited",
+         "sets no bound on XML nesting depth: a stanza nested 10 000 levels deep is parsed in full and processed",
+         ("IMPP-5.3-3",)),
 ]
 
 FLAWS: dict[str, Flaw] = {flaw.name: flaw for flaw in _FLAWS}

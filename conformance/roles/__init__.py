@@ -93,3 +93,17 @@ class TlsOutcome:
 
     def __str__(self) -> str:
         return f"{self.answer} to a ClientHello offering {self.offered}"
+
+
+@dataclasses.dataclass
+class Abuse:
+    """What became of one abusive input a party sent: the IUT's reaction on the stream that carried it, and, where
+    the input carried something meant for another party, the update that must not arrive."""
+
+    reaction: Reaction
+    update: Update | None = None
+    size: int = 0  # bytes sent
+    detail: str = ""  # what was sent, for messages
+
+    def __str__(self) -> str:
+        return f"{self.detail}: {self.reaction}" if self.detail else str(self.reaction)

@@ -82,6 +82,11 @@ PARTY = {
     "resumes_session_of": "try to resume another party's session",
     "acknowledges_more_than_received": "claim to have handled more than the IUT sent",
     "messages_not_recovered": "which of the given messages never reached the party, by any path",
+    # abusing the service's XML parser (each on a fresh stream of the party's own; the IUT's reaction is returned)
+    "sends_message_through_entities": "declare entities in an internal DTD and send a message that references them",
+    "sends_oversized_stanza": "send a stanza one byte over the service's advertised size limit (or a bounded size)",
+    "sends_deeply_nested_stanza": "send a stanza whose content nests thousands of levels deep",
+    "sends_malformed_input": "send bounded, reproducible malformed input (hypothesis), each sample on a fresh stream",
 }
 
 # Streams that never prove an identity (the `unauthenticated` fixture hands them out).

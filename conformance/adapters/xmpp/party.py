@@ -27,6 +27,7 @@ from .codec.xml import E, Element
 from .observe import bare_of, delivers, describe, error_of, reveals
 from .channel_binding import ChannelBindingVerbs
 from .integrity import IntegrityVerbs
+from .parser_abuse import ParserAbuseVerbs
 from .pep import PepVerbs
 from .runtime import Runtime
 from .stream_management import StreamManagementVerbs
@@ -41,7 +42,7 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingVerbs):
+class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingVerbs, ParserAbuseVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name

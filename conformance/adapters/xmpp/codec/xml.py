@@ -84,6 +84,8 @@ class _Builder:
             owner._events.append(StreamOpened(tag, dict(attrib), default))
             return
         owner.depth += 1
+        if owner.depth == 2:
+            owner._boundary = owner._byte_index()  # a top-level element starts: its size counts from here
         if owner.depth - 1 > owner.limits.max_depth:
             raise XmlError("policy-violation", f"XML nested deeper than {owner.limits.max_depth} levels")
         element = ET.Element(tag, attrib)
@@ -99,8 +101,11 @@ class _Builder:
             return
         element = self._stack.pop()
         if owner.depth == 1:
-            end = owner._byte_index()
-            owner._events.append(UnitReceived(element, max(end - owner._boundary, 0)))
+            end = owner._byte_index()  # where its end tag starts; the tag itself is counted as written unprefixed
+            size = max(end - owner._boundary, 0) + len(split(tag)[1]) + 3
+            if size > owner.limits.max_unit_bytes:  # it arrived whole within one feed: the size check comes here
+                raise XmlError("policy-violation", f"a single XML element exceeds {owner.limits.max_unit_bytes} bytes")
+            owner._events.append(UnitReceived(element, size))
             owner._boundary = end
 
     def data(self, text: str) -> None:
@@ -126,15 +131,18 @@ class _Builder:
 class StreamParser:
     """Feed bytes, get stream events. One instance per stream (a new one after every stream restart)."""
 
-    def __init__(self, limits: Limits = Limits()):
+    def __init__(self, limits: Limits = Limits(), *, expand_internal_entities: bool = False):
+        """`expand_internal_entities` lets a document type declaration with an internal subset through and
+        expands the entities it declares: never right for XMPP (RFC 6120 §11.1); only the reference service's flaw
+        'entities-expanded' asks for it. External entities stay forbidden even then."""
         self.limits = limits
         self.depth = 0
         self.fed = 0
         self._events: list[Event] = []
         self._boundary = 0  # stream byte offset of the last top-level event; what follows is still buffered
         self._failed: XmlError | None = None
-        self._parser = DefusedXMLParser(target=_Builder(self), forbid_dtd=True, forbid_entities=True,
-                                        forbid_external=True)
+        self._parser = DefusedXMLParser(target=_Builder(self), forbid_dtd=not expand_internal_entities,
+                                        forbid_entities=not expand_internal_entities, forbid_external=True)
         expat = self._parser.parser
         # Any entity reference other than the five predefined ones is restricted XML; expat calls this
         # handler for such references only when no DTD declared them, which we forbid anyway.
