@@ -46,6 +46,9 @@ def transcript_lines(recorder: Recorder, title: str, notes: tuple[str, ...] = ()
         yield f"# ({note})\n"
 
 
+STANDARD_FILES = ("transcript.txt", "capture.pcap", "tls-keys.log", "harness-error.txt")
+
+
 def write_case_evidence(directory: Path, recorder: Recorder, title: str) -> dict[str, Path]:
     directory.mkdir(parents=True, exist_ok=True)
     files: dict[str, Path] = {}
@@ -59,4 +62,7 @@ def write_case_evidence(directory: Path, recorder: Recorder, title: str) -> dict
     transcript = directory / "transcript.txt"
     with transcript.open("w", encoding="utf-8") as out:
         out.writelines(transcript_lines(recorder, title, notes))
-    return {"transcript": transcript, **files}
+    # what a test wrote there itself (e.g. the first and the shrunk malformed sample of a fuzzing run)
+    extra = {path.name: path for path in sorted(directory.iterdir())
+             if path.is_file() and path.name not in STANDARD_FILES}
+    return {"transcript": transcript, **files, **extra}

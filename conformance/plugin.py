@@ -20,7 +20,7 @@ from conformance.adapters import adapter_class
 from conformance.baseline import Baseline, BaselineError
 from conformance.baseline import apply as apply_baseline
 from conformance.baseline import load as load_baseline
-from conformance.evidence import slug, write_case_evidence
+from conformance.evidence import STANDARD_FILES, slug, write_case_evidence
 from conformance.marks import MARKER, case_of
 from conformance.profile import Profile, ProfileError
 from conformance.profile import load as load_profile
@@ -365,6 +365,10 @@ class Harness:
         for name in ("capture.pcap", "tls-keys.log"):  # pytest-html calls this after the test's teardown
             if (self.run_dir / case_dir / name).exists():
                 files.append(f"{case_dir}/{name}")
+        folder = self.run_dir / case_dir
+        if folder.is_dir():  # files the test wrote itself (shrunk malformed samples, ...)
+            files += [f"{case_dir}/{p.name}" for p in sorted(folder.iterdir())
+                      if p.is_file() and p.name not in STANDARD_FILES]
         links = ", ".join(f'<a href="{html.escape(f)}">{html.escape(f)}</a>' for f in files)
         data.insert(1, f"<div>evidence: {links}</div>")
 
