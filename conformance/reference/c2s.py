@@ -13,7 +13,6 @@ import dataclasses
 import hashlib
 import secrets
 import ssl
-import traceback
 from typing import TYPE_CHECKING
 
 from scramp import ScramException, ScramMechanism
@@ -23,12 +22,12 @@ from scramp.utils import ServerError
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, SM, STREAM_CLOSE, TLS, iq_result,
-                                                    kind, q, stanza_error, stream_error, stream_header)
-from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
-                                                 UnitReceived, XmlError, split, to_bytes)
+from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, SM, TLS, iq_result, kind, q,
+                                                    stanza_error, stream_header)
+from conformance.adapters.xmpp.codec.xml import E, Element, Limits, StreamOpened, StreamParser, split
 
 from .limits import TokenBucket
+from .stream_session import InboundStream
 from .tls_lenience import HandshakeFailureKeptOpen
 
 if TYPE_CHECKING:
@@ -44,15 +43,12 @@ CHANNEL_BINDING_ERRORS = (ServerError.CHANNEL_BINDINGS_DONT_MATCH, ServerError.S
                           ServerError.CHANNEL_BINDING_NOT_SUPPORTED, ServerError.UNSUPPORTED_CHANNEL_BINDING_TYPE)
 
 
-class Session:
+class Session(InboundStream):
+    content_ns = CLIENT
+
     def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *,
                  direct_tls: bool = False, plaintext_door: bool = False):
-        self.service = service
-        self.reader = reader
-        self.writer = writer
-        self.id = secrets.token_hex(6)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        super().__init__(service, reader, writer)
         self.tls = direct_tls  # XEP-0368: TLS from the first byte
         self.plaintext_door = plaintext_door  # flaw 'plaintext-side-door': a legacy port without STARTTLS
         self.channel_binding: tuple[str, bytes] | None = \
@@ -67,15 +63,11 @@ class Session:
         self.auth_failures = 0
         self.counted_as_authenticated = False  # told the connection limits that this one has authenticated
         self.fetches = TokenBucket(service.config.fetch_rate, service.config.fetch_burst)
-        self.closed = False
-        self.closing = False  # one side closed the stream (or we ended it with an error): the session is over
         self.sm: "SmState | None" = None  # stream management, once enabled (sm.py)
         self.detached = False  # the connection is gone but the session waits for resumption
         self.superseded = False  # another stream resumed this session
         self._scram = None
-        self._restart = False
         self.header_sent = False  # our stream header of the current stream (a stream error must follow one)
-        self.parser = self._new_parser()
 
     def _new_parser(self) -> StreamParser:
         config = self.service.config
@@ -87,6 +79,12 @@ class Session:
         # Flaw 'entities-expanded': a parser left at a general-purpose XML library's defaults, which takes a
         # document type declaration and expands the entities of its internal subset (RFC 6120 §11.1 forbids both).
         return StreamParser(limits, expand_internal_entities=self.service.flawed("entities-expanded"))
+
+    def _idle_timeout(self) -> float:
+        return self.service.config.idle_timeout if self.jid else self.service.config.preauth_idle_timeout
+
+    def _on_restart(self) -> None:
+        self.header_sent = False
 
     # -- output -----------------------------------------------------------------------------------------------
 
@@ -101,88 +99,20 @@ class Session:
             self.service.sm.track(self, element)
         self.emit(element)
 
-    def emit(self, element: Element) -> None:
-        """Write any element (stanza or nonza) on the stream, if it is still connected."""
-        if self.closed or self.detached:
-            return
-        try:
-            self.writer.write(to_bytes(element, CLIENT))
-        except (ConnectionError, RuntimeError):
-            self.closed = True
-            return
-        transport = self.writer.transport
-        if transport is not None and transport.get_write_buffer_size() > self.service.config.max_write_buffer:
-            self.log("client does not read; closing")
-            self.close("policy-violation", "output buffer limit reached")
+    def _writable(self) -> bool:
+        return not (self.closed or self.detached)
 
     def close(self, condition: str | None = None, text: str | None = None, extra: Element | None = None) -> None:
         if self.detached:
             self.service.sm.end_hibernation(self, f"closed by the service ({condition or 'no error'})")
             return
-        if self.closed:
-            return
-        self.closing = True
-        try:
-            if condition:
-                self.log(f"closing with stream error {condition}: {text or ''}")
-                if not self.header_sent:  # RFC 6120 §4.9.1.1: an error before our header still opens the stream
-                    self._send_header()
-                self.writer.write(to_bytes(stream_error(condition, text, extra), CLIENT))
-            self.writer.write(STREAM_CLOSE)
-        except (ConnectionError, RuntimeError):
-            pass
-        self.closed = True
-        try:
-            self.writer.close()
-        except (ConnectionError, RuntimeError):
-            pass
+        super().close(condition, text, extra)
 
-    # -- main loop --------------------------------------------------------------------------------------------
+    def _before_stream_error(self) -> None:
+        if not self.header_sent:  # RFC 6120 §4.9.1.1: an error before our header still opens the stream
+            self._send_header()
 
-    async def run(self) -> None:
-        self.log(f"connection from {self.peer}")
-        try:
-            while not self.closed:
-                timeout = self.service.config.idle_timeout if self.jid else self.service.config.preauth_idle_timeout
-                try:
-                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
-                except asyncio.TimeoutError:
-                    self.close("connection-timeout", f"idle for {timeout:g}s")
-                    break
-                if not data:
-                    break
-                try:
-                    events = self.parser.feed(data)
-                except XmlError as exc:
-                    self.close(exc.condition, exc.text)
-                    break
-                for event in events:
-                    if isinstance(event, StreamOpened):
-                        self._on_stream_open(event)
-                    elif isinstance(event, UnitReceived):
-                        try:
-                            await self._on_unit(event.element)
-                        except Exception:  # a bug here must show as a stream error, never as silence
-                            self.log("internal error:\n" + traceback.format_exc())
-                            self.close("internal-server-error", "the reference service failed on this stanza")
-                    elif isinstance(event, StreamClosed):
-                        self.close()
-                    if self.closed or self._restart:
-                        break
-                if self._restart:
-                    self._restart = False
-                    self.header_sent = False
-                    self.parser = self._new_parser()
-                await self._drain()
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            self.log(f"connection error: {exc}")
-        finally:
-            self.closed = True
-            try:
-                self.writer.close()
-            except (ConnectionError, RuntimeError):
-                pass
-            self._ended()
+    # -- end of the connection ------------------------------------------------------------------------------------------
 
     def _ended(self) -> None:
         if self.superseded:
@@ -194,14 +124,6 @@ class Session:
         self.service.session_ended(self)
         self.service.sm.session_over(self)
         self.log("closed")
-
-    async def _drain(self) -> None:
-        try:
-            await asyncio.wait_for(self.writer.drain(), 5.0)
-        except asyncio.TimeoutError:
-            self.close()
-        except (ConnectionError, RuntimeError):
-            self.closed = True  # the connection is gone (not a close of the stream)
 
     def _send_header(self) -> None:
         self.writer.write(stream_header(to=None, from_=self.service.config.domain, stream_id=secrets.token_hex(8)))

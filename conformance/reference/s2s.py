@@ -23,7 +23,6 @@ import asyncio
 import re
 import secrets
 import ssl
-import traceback
 from typing import TYPE_CHECKING
 
 from cryptography import x509
@@ -31,10 +30,10 @@ from cryptography.x509.oid import NameOID
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import (CLIENT, SASL, SERVER, STANZAS_ERR, STREAM_CLOSE, TLS, kind, q,
-                                                    stream_error, stream_header)
-from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
-                                                 UnitReceived, XmlError, split, to_bytes)
+from conformance.adapters.xmpp.codec.stanza import CLIENT, SASL, SERVER, STANZAS_ERR, TLS, kind, q, stream_header
+from conformance.adapters.xmpp.codec.xml import E, Element, StreamOpened, split
+
+from .stream_session import InboundStream
 
 if TYPE_CHECKING:
     from conformance.pki import CertFiles
@@ -153,16 +152,14 @@ def _as_client_stanza(stanza: Element) -> Element:
     return stanza
 
 
-class S2sSession:
-    """The receiving side of one s2s stream: STARTTLS (required), SASL EXTERNAL, then stanzas from one domain."""
+class S2sSession(InboundStream):
+    """The receiving side of one s2s stream: STARTTLS (required), SASL EXTERNAL or dialback, then stanzas from one
+    domain."""
+
+    content_ns = SERVER
 
     def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
-        self.service = service
-        self.reader = reader
-        self.writer = writer
-        self.id = secrets.token_hex(6)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        super().__init__(service, reader, writer)
         self.tls = False
         self.certificate: bytes | None = None  # the peer's verified TLS client certificate (DER), if it sent one
         self.claimed: str | None = None  # the domain the current stream header's 'from' claims
@@ -171,101 +168,13 @@ class S2sSession:
         self.awaiting_response = False  # EXTERNAL without an initial response: an empty challenge went out
         self.stream_id = ""  # the id of our current stream header (a dialback key is bound to it)
         self.verifying: asyncio.Task | None = None  # a dialback key being checked with its authoritative server
-        self.closed = False
-        self._restart = False
-        self.parser = self._new_parser()
 
-    def _new_parser(self) -> StreamParser:
-        return StreamParser(Limits(max_unit_bytes=self.service.config.max_unit_bytes))
-
-    # -- output -----------------------------------------------------------------------------------------------
+    def _idle_timeout(self) -> float:
+        config = self.service.config
+        return config.idle_timeout if self.authenticated else config.preauth_idle_timeout
 
     def log(self, text: str) -> None:
         self.service.log(f"[s2s {self.id} {self.authenticated or self.claimed or self.peer}] {text}")
-
-    def emit(self, element: Element) -> None:
-        if self.closed:
-            return
-        try:
-            self.writer.write(to_bytes(element, SERVER))
-        except (ConnectionError, RuntimeError):
-            self.closed = True
-            return
-        transport = self.writer.transport
-        if transport is not None and transport.get_write_buffer_size() > self.service.config.max_write_buffer:
-            self.log("peer does not read; closing")
-            self.close("policy-violation", "output buffer limit reached")
-
-    def close(self, condition: str | None = None, text: str | None = None) -> None:
-        if self.closed:
-            return
-        try:
-            if condition:
-                self.log(f"closing with stream error {condition}: {text or ''}")
-                self.writer.write(to_bytes(stream_error(condition, text), SERVER))
-            self.writer.write(STREAM_CLOSE)
-        except (ConnectionError, RuntimeError):
-            pass
-        self.closed = True
-        try:
-            self.writer.close()
-        except (ConnectionError, RuntimeError):
-            pass
-
-    # -- main loop (as c2s.Session.run) ---------------------------------------------------------------------------
-
-    async def run(self) -> None:
-        self.log(f"connection from {self.peer}")
-        config = self.service.config
-        try:
-            while not self.closed:
-                timeout = config.idle_timeout if self.authenticated else config.preauth_idle_timeout
-                try:
-                    data = await asyncio.wait_for(self.reader.read(65536), timeout)
-                except asyncio.TimeoutError:
-                    self.close("connection-timeout", f"idle for {timeout:g}s")
-                    break
-                if not data:
-                    break
-                try:
-                    events = self.parser.feed(data)
-                except XmlError as exc:
-                    self.close(exc.condition, exc.text)
-                    break
-                for event in events:
-                    try:
-                        if isinstance(event, StreamOpened):
-                            self._on_stream_open(event)
-                        elif isinstance(event, UnitReceived):
-                            await self._on_unit(event.element)
-                        elif isinstance(event, StreamClosed):
-                            self.close()
-                    except Exception:  # a bug here must show as a stream error, never as silence
-                        self.log("internal error:\n" + traceback.format_exc())
-                        self.close("internal-server-error", "the reference service failed on this unit")
-                    if self.closed or self._restart:
-                        break
-                if self._restart:
-                    self._restart = False
-                    self.parser = self._new_parser()
-                await self._drain()
-        except (ConnectionError, ssl.SSLError, OSError) as exc:
-            self.log(f"connection error: {exc}")
-        finally:
-            self.closed = True
-            try:
-                self.writer.close()
-            except (ConnectionError, RuntimeError):
-                pass
-            self.log("closed")
-
-    async def _drain(self) -> None:
-        try:
-            await asyncio.wait_for(self.writer.drain(), 5.0)
-        except asyncio.TimeoutError:
-            self.close()
-        except (ConnectionError, RuntimeError, ssl.SSLError):
-            self.closed = True  # the connection is gone (or its TLS failed)
 
     # -- stream header and features (RFC 6120 §4.7, §4.3.2) ------------------------------------------------------
 
