@@ -1,0 +1,61 @@
+"""The shim contract: how the harness drives a client implementation under test (in the manner of BoringSSL's
+BoGo shim and h2spec's --exec). A shim is a small program, written against the client library under test, that
+the profile names; the harness runs it once per action and judges what the client did on the wire and what the shim
+reports. docs/shim.md is the prose version of this module.
+
+Invocation:  <shim command...> ACTION            with one JSON object on standard input (REQUEST_FIELDS)
+Output:      JSON lines on standard output, one object per event (EVENTS), in the order things happened
+Exit status: EXIT_CODES; anything else means the shim itself failed (the verdict is ERROR, with its stderr)
+"""
+
+from __future__ import annotations
+
+# What the harness may ask. `capabilities` is the preflight: the shim lists the actions it implements.
+ACTIONS = {
+    "capabilities": "print {'event': 'capabilities', 'actions': [...]} and exit 0; no connection",
+    "login": "connect, secure the stream as the library recommends, authenticate, bind; report; disconnect",
+    "send-message": "log in, send a chat message with `body` to `to`, report what arrives for `linger` s, disconnect",
+    "set-presence": "log in, publish available presence with `status`, report what arrives for `linger` s, disconnect",
+    "receive": "log in, announce availability, report every message and presence that arrives for `linger` s",
+}
+
+# The request on standard input. Every field is present; the shim ignores what its action does not need.
+REQUEST_FIELDS = {
+    "host": "where to connect (the harness's address standing in for the service; never DNS)",
+    "port": "TCP port",
+    "tls": "'starttls' or 'direct' (XEP-0368)",
+    "domain": "the service's domain, the name its certificate must carry",
+    "ca_file": "PEM file of the only trust anchor the client may use",
+    "jid": "the account's bare JID",
+    "password": "its password",
+    "resource": "the resource to ask for",
+    "to": "addressee of send-message",
+    "body": "body of send-message",
+    "status": "status text of set-presence",
+    "linger": "seconds to stay connected after the action and report what arrives",
+}
+
+# Events on standard output. Each is one JSON object on one line with at least "event"; unknown fields are kept.
+EVENTS = {
+    "capabilities": "actions: list of ACTIONS keys the shim implements",
+    "connected": "the TCP connection is up",
+    "secured": "TLS is up (version, cipher if the library tells)",
+    "authenticated": "SASL succeeded (mechanism if the library tells)",
+    "bound": "the session's full JID (jid)",
+    "sent": "what the action sent (kind: message or presence, id if any)",
+    "received": "a stanza arrived (kind, from, body or status, id)",
+    "failed": "the client gave up (reason: the library's words, e.g. a certificate error)",
+    "closed": "the connection ended (by: client or server)",
+}
+
+EXIT_DONE = 0  # the action was carried out
+EXIT_REFUSED = 1  # the client gave up (TLS, certificate, authentication): an outcome the harness judges
+EXIT_USAGE = 2  # the shim could not understand the request: a harness or shim error
+EXIT_UNSUPPORTED = 89  # the client (library) cannot do this action: UNSUPPORTED, never PASS (BoGo's code)
+
+EXIT_CODES = {
+    EXIT_DONE: "done: the action was carried out",
+    EXIT_REFUSED: "refused: the client gave up (TLS, certificate, authentication)",
+    EXIT_USAGE: "usage: the shim did not understand the request",
+    EXIT_UNSUPPORTED: "unsupported: the client cannot do this action",
+}
