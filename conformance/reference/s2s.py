@@ -30,7 +30,8 @@ from cryptography.x509.oid import NameOID
 
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import CLIENT, SASL, SERVER, STANZAS_ERR, TLS, kind, q, stream_header
+from conformance.adapters.xmpp.codec.stanza import (CLIENT, SASL, SERVER, STANZAS_ERR, TLS, in_content_ns, kind,
+                                                    q, stream_header)
 from conformance.adapters.xmpp.codec.xml import E, Element, StreamOpened, split
 
 from .stream_session import InboundStream
@@ -140,16 +141,6 @@ def certificate_names(der: bytes, domain: str) -> bool:
         return False
     return any(isinstance(cn.value, str) and _dns_id_matches(cn.value, domain)
                for cn in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME))
-
-
-def _as_client_stanza(stanza: Element) -> Element:
-    """The routing code works in 'jabber:client' (how stanzas are stored and delivered to local users): rename
-    the stream's content namespace 'jabber:server' on the stanza and its children."""
-    server_prefix = f"{{{SERVER}}}"
-    for element in stanza.iter():
-        if isinstance(element.tag, str) and element.tag.startswith(server_prefix):
-            element.tag = f"{{{CLIENT}}}{element.tag[len(server_prefix):]}"
-    return stanza
 
 
 class S2sSession(InboundStream):
@@ -414,7 +405,8 @@ class S2sSession(InboundStream):
         if to.domain != self.service.config.domain:
             self.close("host-unknown", f"this service is {self.service.config.domain} and relays for no one")
             return
-        stanza = _as_client_stanza(stanza)
+        # the routing code works in 'jabber:client', as stanzas are stored and delivered to local users
+        stanza = in_content_ns(stanza, SERVER, CLIENT)
         stanza.set("from", str(sender))
         stanza.set("to", str(to))
         self.service.handle_remote_stanza(sender, stanza, to)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from conformance.adapters.xmpp.codec import sasl
 from conformance.adapters.xmpp.codec.jid import JID, JidError
 from conformance.adapters.xmpp.codec.stanza import (CLIENT, SASL, SERVER, STREAM_CLOSE, TLS, error_condition,
-                                                    is_stream_error, kind, q, stream_header)
+                                                    in_content_ns, is_stream_error, kind, q, stream_header)
 from conformance.adapters.xmpp.codec.xml import (E, Element, Limits, StreamClosed, StreamOpened, StreamParser,
                                                  UnitReceived, XmlError, split, to_bytes)
 
@@ -60,16 +60,6 @@ def tls_context(certs: "CertFiles", *, verify: bool = True) -> ssl.SSLContext:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     return context
-
-
-def as_server_stanza(stanza: Element) -> Element:
-    """A copy of a stanza in the server-to-server content namespace (the inverse of s2s._as_client_stanza)."""
-    stanza = copy.deepcopy(stanza)
-    client_prefix = f"{{{CLIENT}}}"
-    for element in stanza.iter():
-        if isinstance(element.tag, str) and element.tag.startswith(client_prefix):
-            element.tag = f"{{{SERVER}}}{element.tag[len(client_prefix):]}"
-    return stanza
 
 
 class GiveUp(Exception):
@@ -316,7 +306,7 @@ class Link:
     def _flush(self, connection: "Connection") -> None:
         while self.queue:
             stanza = self.queue.popleft()
-            connection.emit(as_server_stanza(stanza))
+            connection.emit(in_content_ns(copy.deepcopy(stanza), CLIENT, SERVER))
             self.log(f"sent <{split(stanza.tag)[1]} type='{stanza.get('type', '')}'/> from {stanza.get('from')} "
                      f"to {stanza.get('to')} ({connection.state()})")
 

@@ -153,3 +153,13 @@ def presence(to: str | None = None, type_: str | None = None, *children: Element
              E(q(ns, "show"), text=show) if show else None,
              E(q(ns, "status"), text=status) if status is not None else None,
              *children)
+
+
+def in_content_ns(stanza: Element, source: str, target: str) -> Element:
+    """`stanza` with every element of the content namespace `source` moved to `target`, in place: client and
+    server streams carry the same stanzas in 'jabber:client' and 'jabber:server' (RFC 6120 §4.8.3)."""
+    prefix = f"{{{source}}}"
+    for element in stanza.iter():
+        if isinstance(element.tag, str) and element.tag.startswith(prefix):
+            element.tag = f"{{{target}}}{element.tag[len(prefix):]}"
+    return stanza
