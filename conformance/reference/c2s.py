@@ -12,7 +12,6 @@ import asyncio
 import dataclasses
 import hashlib
 import secrets
-import ssl
 from typing import TYPE_CHECKING
 
 from scramp import ScramException, ScramMechanism
@@ -28,7 +27,6 @@ from conformance.adapters.xmpp.codec.xml import E, Element, Limits, StreamOpened
 
 from .limits import TokenBucket
 from .stream_session import InboundStream
-from .tls_lenience import HandshakeFailureKeptOpen
 
 if TYPE_CHECKING:
     from .service import Service
@@ -187,26 +185,11 @@ class Session(InboundStream):
 
     async def _pre_tls(self, unit: Element) -> None:
         if unit.tag == q(TLS, "starttls"):
-            # Stop reading before <proceed/> goes out: the ClientHello must reach the TLS layer, not the
-            # plaintext reader's buffer (start_tls resumes reading once TLS is in place).
-            self.writer.transport.pause_reading()
-            self.send(E("proceed", ns=TLS))
-            await self._drain()
-            try:
-                if self.service.flawed("tls-errors-ignored"):
-                    with HandshakeFailureKeptOpen(self.writer.transport):
-                        await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
-                else:
-                    await asyncio.wait_for(self.writer.start_tls(self.service.tls_context), 10.0)
-            except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
-                self.log(f"TLS handshake failed: {exc}")
-                if not self.service.flawed("tls-errors-ignored"):
-                    self.closed = True
+            ssl_object = await self._upgrade_to_tls(self.service.tls_context, E("proceed", ns=TLS),
+                                                    keep_open_on_failure=self.service.flawed("tls-errors-ignored"))
+            if ssl_object is None:
                 return
-            self.tls = True
-            self._restart = True
-            ssl_object = self.writer.get_extra_info("ssl_object")
-            self.log(f"TLS established: {ssl_object.version() if ssl_object else '?'}")
+            self.log(f"TLS established: {ssl_object.version()}")
             # SCRAM-*-PLUS only where the binding identifies this connection: tls-unique on TLS 1.2 (RFC 9266 §3
             # forbids it on TLS 1.3; Python's ssl has no exporter for tls-exporter).
             self.channel_binding = sasl.tls_unique(ssl_object)

@@ -151,7 +151,6 @@ class S2sSession(InboundStream):
 
     def __init__(self, service: "Service", reader: asyncio.StreamReader, writer: asyncio.StreamWriter):
         super().__init__(service, reader, writer)
-        self.tls = False
         self.certificate: bytes | None = None  # the peer's verified TLS client certificate (DER), if it sent one
         self.claimed: str | None = None  # the domain the current stream header's 'from' claims
         self.authenticated: str | None = None  # the domain SASL EXTERNAL proved; the only one stanzas may come from
@@ -241,21 +240,11 @@ class S2sSession(InboundStream):
 
     async def _pre_tls(self, unit: Element) -> None:
         if unit.tag == q(TLS, "starttls"):
-            # Stop reading before <proceed/> goes out, so the ClientHello reaches the TLS layer (as in c2s.py).
-            self.writer.transport.pause_reading()
-            self.emit(E("proceed", ns=TLS))
-            await self._drain()
-            try:
-                await asyncio.wait_for(self.writer.start_tls(self.service.s2s_tls_context), 10.0)
-            except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
-                self.log(f"TLS handshake failed: {exc}")
-                self.closed = True
+            ssl_object = await self._upgrade_to_tls(self.service.s2s_tls_context, E("proceed", ns=TLS))
+            if ssl_object is None:
                 return
-            self.tls = True
-            self._restart = True
-            ssl_object = self.writer.get_extra_info("ssl_object")
-            self.certificate = ssl_object.getpeercert(binary_form=True) if ssl_object else None
-            self.log(f"TLS established: {ssl_object.version() if ssl_object else '?'}, "
+            self.certificate = ssl_object.getpeercert(binary_form=True)
+            self.log(f"TLS established: {ssl_object.version()}, "
                      f"{'a verified' if self.certificate else 'no'} client certificate")
         elif unit.tag == q(SASL, "auth"):
             self.emit(E("failure", None, E("encryption-required", ns=SASL), ns=SASL))

@@ -16,11 +16,14 @@ from conformance.adapters.xmpp.codec.stanza import STREAM_CLOSE, stream_error
 from conformance.adapters.xmpp.codec.xml import (Element, Limits, StreamClosed, StreamOpened, StreamParser,
                                                  UnitReceived, XmlError, to_bytes)
 
+from .tls_lenience import HandshakeFailureKeptOpen
+
 if TYPE_CHECKING:
     from .service import Service
 
 READ_CHUNK = 65536
 DRAIN_SECONDS = 5.0  # a peer that takes nothing of what we wrote for this long is dropped
+TLS_HANDSHAKE_SECONDS = 10.0
 
 
 class InboundStream:
@@ -35,6 +38,7 @@ class InboundStream:
         self.id = secrets.token_hex(6)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        self.tls = False
         self.closed = False
         self.closing = False  # we ended the stream (or the peer closed it): the session is over
         self._restart = False  # the next bytes start a new stream (after <proceed/> or SASL <success/>)
@@ -149,6 +153,31 @@ class InboundStream:
             except (ConnectionError, RuntimeError):
                 pass
             self._ended()
+
+    async def _upgrade_to_tls(self, context: ssl.SSLContext, proceed: Element, *,
+                              keep_open_on_failure: bool = False) -> ssl.SSLObject | None:
+        """Answer STARTTLS with `proceed` and run the TLS handshake (RFC 6120 §5.4.2.3); the TLS object, or None when
+        the handshake failed (the connection is then over, unless `keep_open_on_failure`: the flaw
+        'tls-errors-ignored', which swallows the failure and leaves the connection open and silent)."""
+        # Stop reading before <proceed/> goes out: the ClientHello must reach the TLS layer, not the plaintext
+        # reader's buffer (start_tls resumes reading once TLS is in place).
+        self.writer.transport.pause_reading()
+        self.emit(proceed)
+        await self._drain()
+        try:
+            if keep_open_on_failure:
+                with HandshakeFailureKeptOpen(self.writer.transport):
+                    await asyncio.wait_for(self.writer.start_tls(context), TLS_HANDSHAKE_SECONDS)
+            else:
+                await asyncio.wait_for(self.writer.start_tls(context), TLS_HANDSHAKE_SECONDS)
+        except (asyncio.TimeoutError, ssl.SSLError, ConnectionError, OSError) as exc:
+            self.log(f"TLS handshake failed: {exc}")
+            if not keep_open_on_failure:
+                self.closed = True
+            return None
+        self.tls = True
+        self._restart = True
+        return self.writer.get_extra_info("ssl_object")
 
     def _on_restart(self) -> None:
         """A new stream starts on the connection (subclasses forget per-stream state here)."""
