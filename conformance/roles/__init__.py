@@ -13,6 +13,7 @@ the verdict ERROR: the harness could not get where the case needs to be.
 from __future__ import annotations
 
 import dataclasses
+import statistics
 import time
 from typing import Any
 
@@ -32,6 +33,29 @@ class Update:
     # refuse a domain for a while after failing to reach it), send it once more and return True
     resend: Any = None
     sent_at: float = dataclasses.field(default_factory=time.monotonic)  # when the sender sent it
+
+
+class Delays(list):
+    """How long each of a series of updates took to reach a party (`delay_of`; None: not within T_POS)."""
+
+    @property
+    def served(self) -> list[float]:
+        return [d for d in self if d is not None]
+
+    @property
+    def missed(self) -> int:
+        return len(self) - len(self.served)
+
+    @property
+    def p95(self) -> float:
+        """The 95th percentile of the delays of what arrived (0 when nothing did)."""
+        served = self.served
+        if len(served) < 2:
+            return served[0] if served else 0.0
+        return statistics.quantiles(served, n=20, method="inclusive")[-1]
+
+    def __str__(self) -> str:
+        return f"{len(self.served)} of {len(self)} arrived, p95 delay {self.p95:.2f}s"
 
 
 @dataclasses.dataclass

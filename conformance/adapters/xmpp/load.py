@@ -14,13 +14,12 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
-import statistics
 import time
 from typing import TYPE_CHECKING, Iterator
 
 from conformance.attacker.flood import ConnectionFlood, ConnectionTally, Pacing, paced
 from conformance.transport.connection import ConnectionClosed
-from conformance.verdicts import SetupFailed, Unsupported
+from conformance.verdicts import SetupFailed
 
 from .client import ProtocolViolation, StreamEnded
 from .codec.stanza import LAST, SERVER, error_condition, iq, message, presence, stream_header
@@ -298,16 +297,3 @@ class Flood:
                                          f"message within {self.bound:g}s")
             return Trip(True, took, f"{sender.name} logged in in {login:.2f}s and {to.name} got the message")
         return self.rt.call(run, timeout=self.rt.timeouts.handshake + self.rt.timeouts.step * 3 + self.bound)
-
-    def ensure_remote(self) -> None:
-        if self.rt.profile.federation is None:
-            raise Unsupported("the profile has no [federation]: the harness cannot reach the IUT as another domain")
-
-
-def percentile_95(values: list[float]) -> float:
-    if not values:
-        return 0.0
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=20, method="inclusive")[-1]
-
