@@ -63,12 +63,16 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_flaws(args: argparse.Namespace) -> int:
     from conformance.reference.flaws import FLAWS
+    from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
+    groups = (("service", FLAWS), ("client", CLIENT_FLAWS))
     if args.json:
-        print(json.dumps([{"name": f.name, "summary": f.summary, "breaks": list(f.breaks)} for f in FLAWS.values()],
-                         indent=2))
+        print(json.dumps([{"name": f.name, "iut": iut, "summary": f.summary, "breaks": list(f.breaks)}
+                          for iut, flaws in groups for f in flaws.values()], indent=2))
         return 0
-    for flaw in FLAWS.values():
-        print(f"{flaw.name}\n    {flaw.summary}\n    breaks: {', '.join(flaw.breaks)}")
+    for iut, flaws in groups:
+        print(f"# flaws of the reference {iut}")
+        for flaw in flaws.values():
+            print(f"{flaw.name}\n    {flaw.summary}\n    breaks: {', '.join(flaw.breaks)}")
     return 0
 
 
@@ -126,14 +130,19 @@ def cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         except BaselineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+    from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
     try:
-        check(args.flaw)
+        check([f for f in args.flaw if f not in CLIENT_FLAWS])
     except UnknownFlaw as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc} (or of the reference client: {', '.join(sorted(CLIENT_FLAWS))})", file=sys.stderr)
         return EXIT_USAGE
     unknown = [c for c in args.case if c not in catalogue.cases()]
     if unknown:
         print(f"error: --case {', '.join(unknown)}: not a case of the catalogue (see `impp-conformance list`)",
+              file=sys.stderr)
+        return EXIT_USAGE
+    if args.start and profile.target.kind == "client":
+        print("error: --start: a client profile has nothing to start (the harness is the client's service)",
               file=sys.stderr)
         return EXIT_USAGE
     if args.start:
@@ -202,7 +211,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-k", metavar="EXPR", help="only tests matching this pytest -k expression")
     run.add_argument("--strict", action="store_true", help="SHOULD-level deviations (WARN) fail the run too")
     run.add_argument("--flaw", action="append", default=[], metavar="NAME",
-                     help="switch on a flaw of the embedded reference service (repeatable)")
+                     help="switch on a flaw of the embedded reference service or client (repeatable)")
     run.add_argument("--out", default="reports", help="report directory (default: reports)")
     run.add_argument("--run-id", help="name of the run's report directory (default: time and target)")
     run.add_argument("--start", action="store_true",
@@ -218,7 +227,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: any free port)")
     serve.add_argument("--data", help="data directory (default: a new temporary directory)")
 
-    flaws = sub.add_parser("flaws", help="list the reference service's flaws and the cases each breaks")
+    flaws = sub.add_parser("flaws", help="list the reference service's and client's flaws and the cases each breaks")
     flaws.add_argument("--json", action="store_true")
 
     report = sub.add_parser("report", help="one HTML page (and JSON) comparing several runs: cases x targets")

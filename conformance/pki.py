@@ -67,21 +67,36 @@ def issue(ca: trustme.CA, *names: str, not_before: datetime.datetime | None = No
     return cert_pem, key_pem
 
 
+def self_signed(*names: str) -> tuple[bytes, bytes]:
+    """A certificate for `names` that vouches for itself (no CA at all). Returns (cert PEM, key PEM)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])])
+    now = _now()
+    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=1)).not_valid_after(now + VALIDITY)
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+            .sign(key, hashes.SHA256()))
+    return (cert.public_bytes(serialization.Encoding.PEM),
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                              serialization.NoEncryption()))
+
+
 REMOTE_DOMAIN = "remote.test"  # the domain the harness plays as an honest peer server
 EVIL_DOMAIN = "evil.test"  # the attacker's own, validly certified domain
 SPOOF_DOMAIN = "spoof.test"  # a domain the attacker claims; the harness is its authoritative server (dialback)
 
 
-def write_server_certs(directory: Path, domain: str) -> CertFiles:
-    """Create (once) a CA and a certificate for `domain` in `directory`, plus the peer certificates the harness
-    presents as other domains' servers (`peers/`); reuse them if they exist."""
+def write_server_certs(directory: Path, domain: str, ca: trustme.CA | None = None) -> CertFiles:
+    """Create (once) a CA (or use `ca`) and a certificate for `domain` in `directory`, plus the peer certificates
+    the harness presents as other domains' servers (`peers/`); reuse them if they exist."""
     directory.mkdir(parents=True, exist_ok=True)
     files = CertFiles(directory / "ca.pem", directory / f"{domain}.crt", directory / f"{domain}.key",
                       directory / f"{domain}.pem", directory / "peers")
     if all(p.exists() for p in (files.ca, files.cert, files.key, files.combined, files.peers,
                                 files.peers / f"{SPOOF_DOMAIN}.crt")):
         return files
-    ca = make_ca()
+    ca = ca or make_ca()
     write_peer_certs(ca, files.peers)
     cert_pem, key_pem = issue(ca, domain, f"*.{domain}")
     files.ca.write_bytes(ca.cert_pem.bytes())

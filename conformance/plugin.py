@@ -20,6 +20,7 @@ from conformance.adapters import adapter_class
 from conformance.baseline import Baseline, BaselineError
 from conformance.baseline import apply as apply_baseline
 from conformance.baseline import load as load_baseline
+from conformance.client_side import ClientSide, ClientSideError, profile_target, reference_target
 from conformance.evidence import STANDARD_FILES, slug, write_case_evidence
 from conformance.marks import MARKER, case_of
 from conformance.profile import Profile, ProfileError
@@ -27,6 +28,7 @@ from conformance.profile import load as load_profile
 from conformance.reference.flaws import UnknownFlaw
 from conformance.reference.flaws import check as check_flaws
 from conformance.reference.launcher import LaunchError, ReferenceProcess
+from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
 from conformance.report import console
 from conformance.report.model import RunResult, TestResult
 from conformance.target import Iut
@@ -36,6 +38,7 @@ from conformance.verdicts import (EXIT_USAGE, NotApplicable, Unsupported, Verdic
 
 SUITE_PACKAGE = "conformance.suite"
 SUITE_DIR = Path(__file__).parent / "suite"
+CLIENT_SUITE_DIR = SUITE_DIR / "clients"
 STATE = pytest.StashKey["ItemState"]()
 HARNESS = "impp-conformance-harness"
 
@@ -106,22 +109,33 @@ class Harness:
         self.config = config
         self.strict = config.getoption("impp_strict")
         self.started = time.monotonic()
+        requested = config.getoption("impp_flaws")
+        self.client_flaws = tuple(sorted({f for f in requested if f in CLIENT_FLAWS}))
         try:
-            self.flaws = tuple(sorted(check_flaws(config.getoption("impp_flaws"))))
+            self.flaws = tuple(sorted(check_flaws([f for f in requested if f not in CLIENT_FLAWS])))
         except UnknownFlaw as exc:
-            pytest.exit(f"error: {exc}", returncode=EXIT_USAGE)
+            pytest.exit(f"error: {exc} (or of the reference client: {', '.join(sorted(CLIENT_FLAWS))})",
+                        returncode=EXIT_USAGE)
         profile_path = config.getoption("profile")
         self.profile: Profile | None = None
-        if profile_path and self.flaws:
-            pytest.exit("error: --flaw applies to the embedded reference service only; drop --profile or --flaw",
-                        returncode=EXIT_USAGE)
-        target_name = "reference" + "".join(f"+{f}" for f in self.flaws)
+        if profile_path and requested:
+            pytest.exit("error: --flaw applies to the embedded reference service and client only; drop --profile or "
+                        "--flaw", returncode=EXIT_USAGE)
+        target_name = "reference" + "".join(f"+{f}" for f in (*self.flaws, *self.client_flaws))
+        # Which IUTs this run tests: a profile names one; the embedded references are both, unless the flaws asked
+        # for belong to one of them only (then only its cases run: the other's verdicts could not change).
+        self.kinds = {"service", "client"}
+        if self.flaws and not self.client_flaws:
+            self.kinds = {"service"}
+        elif self.client_flaws and not self.flaws:
+            self.kinds = {"client"}
         if profile_path:
             try:
                 self.profile = load_profile(profile_path)
             except ProfileError as exc:
                 self._refuse(config, exc)
             target_name = self.profile.target.name
+            self.kinds = {self.profile.target.kind}
         baseline_path = config.getoption("impp_baseline") or (self.profile.target.baseline if self.profile else None)
         self.baseline: Baseline | None = None
         if baseline_path:
@@ -134,9 +148,14 @@ class Harness:
         out = Path(config.getoption("impp_out"))
         self.run_dir = (out / run_id).resolve()
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.client_side: ClientSide | None = None
+        if "client" in self.kinds:
+            client = profile_target(self.profile) if self.profile else reference_target(self.client_flaws)
+            self.client_side = ClientSide(client, self.run_dir, self.profile)
         self.run = RunResult(tool="impp-conformance", version=__version__, run_id=run_id,
                              target={"name": target_name, "profile": str(profile_path) if profile_path else None,
-                                     "embedded": not profile_path, "flaws": list(self.flaws),
+                                     "embedded": not profile_path,
+                                     "flaws": [*self.flaws, *self.client_flaws], "kinds": sorted(self.kinds),
                                      "baseline": str(self.baseline.path) if self.baseline else None},
                              started=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
                              strict=self.strict)
@@ -206,10 +225,25 @@ class Harness:
     def stop_target(self) -> None:
         if self.reference is not None:
             self.reference.stop()
+        if self.client_side is not None:
+            self.client_side.stop()
+
+    def start_client_side(self, portal) -> ClientSide:
+        try:
+            self.client_side.start(portal)
+        except ClientSideError as exc:
+            if not self.run.error:
+                self.run.error = str(exc)
+            raise TargetError(str(exc)) from None
+        return self.client_side
 
     # -- selection ------------------------------------------------------------------------------------------------------
 
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
+        other_kind = [item for item in items if _kind_of(item) not in self.kinds]
+        if other_kind:  # the cases of the IUT kind this run does not test (a client profile: the service cases)
+            config.hook.pytest_deselected(items=other_kind)
+            items[:] = [item for item in items if _kind_of(item) in self.kinds]
         wanted = config.getoption("impp_cases")
         if not wanted:
             return
@@ -431,6 +465,15 @@ def _forget_last_failure(exc: BaseException | None) -> None:
             delattr(sys, name)
 
 
+def _kind_of(item: pytest.Item) -> str:
+    """The kind of IUT a suite test checks: the client cases live in suite/clients/."""
+    try:
+        Path(item.path).resolve().relative_to(CLIENT_SUITE_DIR.resolve())
+        return "client"
+    except ValueError:
+        return "service"
+
+
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_.+" else "_" for c in name)[:80]
 
@@ -535,3 +578,81 @@ def mitm(request: pytest.FixtureRequest, cast):
     with OnPathAttacker(cast.rt, _harness(request).adapter.stream_hooks()).engaged() as attacker:
         yield attacker
 
+
+
+# -- the client cases: the client IUT, the harness as its service, the parties it meets there ---------------------------
+
+
+@pytest.fixture
+def client_bench(request: pytest.FixtureRequest, _impp_portal):
+    """One client case's world: the stand-in service with a clean slate for the client's account, the harness's
+    parties logged in to it, and the client IUT ready to be started."""
+    from conformance.adapters.xmpp.cast import Cast
+    from conformance.adapters.xmpp.client_under_test import ClientUnderTest
+    harness = _harness(request)
+    side = harness.start_client_side(_impp_portal)
+    state: ItemState = request.node.stash[STATE]
+    recorder = state.recorder = Recorder()
+    state.evidence_dir.mkdir(parents=True, exist_ok=True)
+    runtime = side.adapter.runtime(recorder, state.case_id, keylog=state.evidence_dir / "tls-keys.log")
+    side.stand_in.recorder = recorder
+    side.stand_in.clean_slate("alice")
+    cast = Cast(runtime, accounts=("bob", "mallory"))  # alice is the client IUT's account
+    bench = ClientBench(cast, ClientUnderTest(runtime, side.target, side.stand_in), side.stand_in)
+    try:
+        cast.assemble()
+        yield bench
+    finally:
+        try:
+            bench.client.dismiss()
+        finally:
+            cast.dismiss()
+            side.stand_in.recorder = None
+            files = write_case_evidence(state.evidence_dir, recorder, f"{request.node.nodeid} ({state.case_id})")
+            for kind, path in files.items():
+                state.evidence[kind] = str(path.relative_to(harness.run_dir))
+            recorder.chunks.clear()
+            state.recorder = None
+
+
+@dataclasses.dataclass
+class ClientBench:
+    cast: object
+    client: object
+    stand_in: object
+
+
+@pytest.fixture
+def client(client_bench):
+    """The client IUT, logging in as alice on the harness's stand-in service."""
+    return client_bench.client
+
+
+@pytest.fixture
+def contact(client_bench):
+    """bob: in the client's contact list, each allowed to see the other's presence."""
+    client_bench.stand_in.befriends("alice", "bob")
+    return client_bench.cast.parties["bob"]
+
+
+@pytest.fixture
+def stranger(client_bench):
+    """mallory: authenticated on the same service, but no contact of the client's."""
+    return client_bench.cast.parties["mallory"]
+
+
+@pytest.fixture
+def service(client_bench):
+    """The harness as the client's genuine service: what the client's streams carried, as the service saw it."""
+    return client_bench.stand_in
+
+
+@pytest.fixture
+def impostor(request: pytest.FixtureRequest, client_bench):
+    """An attacker between the client IUT and its service (or answering in the service's place)."""
+    from conformance.adapters.xmpp.impostor import Impostor
+    from conformance.adapters.xmpp.on_path import XmppStreamHooks
+    from conformance.attacker.on_path import OnPathAttacker
+    hooks = XmppStreamHooks(direct_tls=False)
+    with OnPathAttacker(client_bench.cast.rt, hooks).engaged() as attacker:
+        yield Impostor(attacker, client_bench.stand_in, hooks)

@@ -16,6 +16,7 @@ from conformance import tomlfile
 
 REQUIRED_ACCOUNTS = ("alice", "bob", "mallory")
 PROTOCOLS = ("xmpp",)
+KINDS = ("service", "client")  # what the IUT is: a service the harness logs in to, or a client it serves
 
 
 class ProfileError(Exception):
@@ -36,6 +37,15 @@ class Target:
     # every other way in for clients: "tcp://host:port" (direct TLS or legacy c2s ports), "ws://…", "http://…"
     # (WebSocket, BOSH); IMPP-5.7-1 tries each without TLS
     listeners: tuple[str, ...] = ()
+    kind: str = "service"  # "client": the IUT is a client library driven through a shim ([client])
+
+
+@dataclasses.dataclass(frozen=True)
+class Client:
+    """A client IUT: the shim command the harness runs once per action (docs/shim.md)."""
+
+    command: tuple[str, ...]
+    timeout: float = 30.0  # the most one shim run may take, from start to exit
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Timeouts:
     handshake: float = 10.0  # T_HS: TCP connect plus TLS handshake
     step: float = 10.0  # any single request/answer exchange
     negative: float = 5.0  # T_NEG: how long to watch for what must not arrive where no ordering fence exists
+    fallback: float = 60.0  # T_FALLBACK: how long a client IUT is watched retrying after its TLS failed
     case: float = 120.0  # hard bound on one test
 
 
@@ -122,6 +133,7 @@ class Profile:
     load: Load = Load()
     abuse: Abuse = Abuse()
     embedded: bool = False  # the harness started this target itself (the reference service)
+    client: Client | None = None  # set for a client IUT (target.kind = "client")
 
     def account(self, key: str) -> Account:
         return self.accounts[key]
@@ -130,7 +142,8 @@ class Profile:
 _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
     "target": {"name": (str,), "domain": (str,), "protocol": (str,), "host": (str,), "port": (int,),
                "ca_file": (str,), "tls": (str,), "baseline": (str,), "anonymous_domain": (str,),
-               "listeners": (list,)},
+               "listeners": (list,), "kind": (str,)},
+    "client": {"command": (list, str), "timeout": (int, float)},
     "timeouts": {f.name: (int, float) for f in dataclasses.fields(Timeouts)},
     "control": {"restart": (str,), "kill_restart": (str,), "start": (str,), "stop": (str,)},
     "federation": {"port": (int,), "remote_domain": (str,), "certificates": (str,), "listen_port": (int,),
@@ -142,7 +155,8 @@ _FIELDS: dict[str, dict[str, tuple[type, ...]]] = {
 _ACCOUNT_FIELDS = {"username": (str,), "password": (str,), "password_env": (str,)}
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", list: "a list"}
 LISTENER_SCHEMES = ("tcp", "ws", "wss", "http", "https")
-SECTIONS = ("target", "accounts", "timeouts", "control", "federation", "load", "abuse")
+SECTIONS = ("target", "accounts", "timeouts", "control", "federation", "load", "abuse", "client")
+CLIENT_SECTIONS = ("target", "timeouts", "client")  # a client IUT is served by the harness: no accounts or servers
 
 
 def _check_table(path: Path, section: str, table: Any, fields: dict[str, tuple[type, ...]]) -> dict:
@@ -174,6 +188,13 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
     if "target" not in data:
         raise ProfileError(f"{path}: missing section [target]")
     target_raw = _check_table(path, "target", data["target"], _FIELDS["target"])
+    kind = target_raw.get("kind", "service")
+    if kind not in KINDS:
+        raise ProfileError(f"{path}: 'target.kind' must be one of {', '.join(KINDS)}, not {kind!r}")
+    if kind == "client":
+        return _client_profile(data, path, target_raw)
+    if "client" in data:
+        raise ProfileError(f"{path}: [client] describes a client IUT; set target.kind = \"client\" or drop it")
     for required in ("name", "domain"):
         if required not in target_raw:
             raise ProfileError(f"{path}: missing key 'target.{required}'")
@@ -242,6 +263,51 @@ def parse(data: dict, path: Path, *, embedded: bool = False, secrets: bool = Tru
                    control=Control(**control_raw), embedded=embedded,
                    federation=_federation(path, data.get("federation"), secrets),
                    load=_load(path, data.get("load", {})), abuse=_abuse(path, data.get("abuse", {})))
+
+
+def _client_profile(data: dict, path: Path, target_raw: dict) -> Profile:
+    """A client IUT: its name, protocol and shim. The harness plays the service (domain iut.test, its own accounts
+    and certificates), so a client profile names none of those."""
+    for key in data:
+        if key not in CLIENT_SECTIONS:
+            raise ProfileError(f"{path}: [{key}] does not apply to a client IUT (target.kind = \"client\"); "
+                               f"a client profile has {', '.join(f'[{s}]' for s in CLIENT_SECTIONS)}")
+    for key in target_raw:
+        if key not in ("name", "kind", "protocol", "baseline"):
+            raise ProfileError(f"{path}: 'target.{key}' does not apply to a client IUT (the harness is its service)")
+    if "name" not in target_raw:
+        raise ProfileError(f"{path}: missing key 'target.name'")
+    protocol = target_raw.get("protocol", "xmpp")
+    if protocol not in PROTOCOLS:
+        raise ProfileError(f"{path}: 'target.protocol' must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    baseline = None
+    if "baseline" in target_raw:
+        baseline = (path.parent / target_raw["baseline"]).resolve()
+        if not baseline.is_file():
+            raise ProfileError(f"{path}: 'target.baseline' {baseline} does not exist")
+    if "client" not in data:
+        raise ProfileError(f"{path}: missing section [client] (the shim command that drives the client)")
+    raw = _check_table(path, "client", data["client"], _FIELDS["client"])
+    command = raw.get("command")
+    if isinstance(command, str):
+        command = [command]
+    if not command or not all(isinstance(part, str) and part for part in command):
+        raise ProfileError(f"{path}: 'client.command' must be a non-empty list of strings (the shim and its "
+                           f"arguments)")
+    program = command[0]
+    if "/" in program and not Path(program).is_absolute():  # a path next to the profile, not a name on PATH
+        command = [str((path.parent / program).resolve()), *command[1:]]
+    timeout = float(raw.get("timeout", Client.timeout))
+    if not 0 < timeout <= 600:
+        raise ProfileError(f"{path}: 'client.timeout' must be between 0 and 600 seconds")
+    timeouts_raw = _check_table(path, "timeouts", data.get("timeouts", {}), _FIELDS["timeouts"])
+    for key, value in timeouts_raw.items():
+        if not 0 < value <= 3600:
+            raise ProfileError(f"{path}: 'timeouts.{key}' must be between 0 and 3600 seconds")
+    target = Target(name=target_raw["name"], domain="iut.test", protocol=protocol, baseline=baseline, kind="client")
+    return Profile(path=path, target=target, accounts={},
+                   timeouts=Timeouts(**{k: float(v) for k, v in timeouts_raw.items()}), control=Control(),
+                   client=Client(command=tuple(command), timeout=timeout))
 
 
 def _abuse(path: Path, raw: Any) -> Abuse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from conformance.reference.flaws import FLAWS
+from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
 
 from suite_runs import run_all
 
@@ -13,8 +14,9 @@ _MATRIX: list[str] = []
 
 @pytest.fixture(scope="session")
 def reference_runs(tmp_path_factory) -> dict:
-    """The suite against the clean reference service (key None) and against each flaw (key: flaw name)."""
-    return run_all(tmp_path_factory.mktemp("runs"), [None, *FLAWS])
+    """The suite against the clean reference service and client (key None) and against each flaw of either (key:
+    flaw name)."""
+    return run_all(tmp_path_factory.mktemp("runs"), [None, *FLAWS, *CLIENT_FLAWS])
 
 
 def remember_matrix(lines: list[str]) -> None:

@@ -1,6 +1,7 @@
-"""Every conformance case can fail: each flaw of the reference service turns exactly the cases it declares to FAIL
-or WARN (per the cases' levels; a MAY test to INFO) and changes no other verdict, and every implemented case is
-killed by a flaw (a FAIL or a WARN: an INFO alone kills nothing)."""
+"""Every conformance case can fail: each flaw of the reference service, and of the reference client, turns exactly
+the cases it declares to FAIL or WARN (per the cases' levels; a MAY test to INFO) and changes no other verdict, and
+every implemented case above MAY level is killed by a flaw (a FAIL or a WARN: an INFO alone kills nothing). A
+flaw's run tests only its own kind of IUT (service or client cases), which is all it could change."""
 
 from __future__ import annotations
 
@@ -10,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from conformance.reference.flaws import FLAWS
+from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
 from conformance.verdicts import EXIT_CONFORMANT, EXIT_NONCONFORMANT
 
 from conftest import remember_matrix
-from killmatrix import broken_cases, killable_cases, markdown, render
+from killmatrix import broken_cases, changed_cases, kind_of, killable_cases, markdown, render
+
+ALL_FLAWS = {**FLAWS, **CLIENT_FLAWS}
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "kill-matrix.md"
 
@@ -28,14 +32,17 @@ def test_clean_reference_passes_every_implemented_case(reference_runs):
     assert not bad, f"the clean reference does not pass: {bad}"
     assert clean["exit_code"] == clean["_process_exit"] == EXIT_CONFORMANT
     assert len(clean["tests"]) >= 40
+    assert {kind_of(t) for t in clean["tests"]} == {"service", "client"}
 
 
-@pytest.mark.parametrize("flaw", list(FLAWS))
+@pytest.mark.parametrize("flaw", list(ALL_FLAWS))
 def test_flaw_breaks_exactly_its_declared_cases(reference_runs, flaw):
-    clean, run = _verdicts(reference_runs[None]), reference_runs[flaw]
+    kind = "client" if flaw in CLIENT_FLAWS else "service"
+    clean = {t["nodeid"]: t["verdict"] for t in reference_runs[None]["tests"] if kind_of(t) == kind}
+    run = reference_runs[flaw]
     flawed = _verdicts(run)
-    assert flawed.keys() == clean.keys(), "the flawed run did not run the same tests"
-    declared = set(FLAWS[flaw].breaks)
+    assert flawed.keys() == clean.keys(), f"the flawed run did not run the same {kind} tests"
+    declared = set(ALL_FLAWS[flaw].breaks)
     for node, verdict in flawed.items():
         test = next(t for t in run["tests"] if t["nodeid"] == node)
         if verdict == clean[node]:
@@ -50,7 +57,7 @@ def test_flaw_breaks_exactly_its_declared_cases(reference_runs, flaw):
         if test["verdict"] in ("fail", "warn"):
             expected = "fail" if test["level"] in ("MUST", "MUST*") else "warn"
             assert test["verdict"] == expected, f"{test['nodeid']} is {test['verdict']} at level {test['level']}"
-    missing = declared - set(broken_cases(run))
+    missing = declared - set(changed_cases(run))
     assert not missing, f"{flaw} declares {sorted(missing)} but no test of them failed or warned"
     must = any(t["verdict"] == "fail" for t in run["tests"])
     assert run["_process_exit"] == (EXIT_NONCONFORMANT if must else EXIT_CONFORMANT), \
@@ -59,7 +66,7 @@ def test_flaw_breaks_exactly_its_declared_cases(reference_runs, flaw):
 
 def test_every_implemented_case_is_killed_by_some_flaw(reference_runs):
     killed = set()
-    for flaw in FLAWS:
+    for flaw in ALL_FLAWS:
         killed |= set(broken_cases(reference_runs[flaw]))
     survivors = [c for c in killable_cases(reference_runs[None]) if c not in killed]
     assert not survivors, f"no flaw makes these cases fail, so they cannot be shown to work: {survivors}"

@@ -116,3 +116,48 @@ def test_a_load_section_bounds_the_floods(tmp_path, monkeypatch):
     profile = load(write(tmp_path, GOOD + '\n[load]\nrate = 50\nduration = 2\nsource = "127.0.0.2"\n'))
     assert profile.load.rate == 50.0 and profile.load.duration == 2.0 and profile.load.source == "127.0.0.2"
     assert profile.load.connections == 300 and isinstance(profile.load.duration, float)
+
+
+CLIENT = """
+[target]
+name = "a-client"
+kind = "client"
+
+[client]
+command = ["./shim", "--verbose"]
+timeout = 12
+
+[timeouts]
+fallback = 15
+"""
+
+
+def test_a_client_profile_names_its_shim_and_nothing_of_a_service(tmp_path):
+    profile = load(write(tmp_path, CLIENT))
+    assert profile.target.kind == "client" and profile.accounts == {}
+    assert profile.client.command == (str(tmp_path / "shim"), "--verbose")  # a path next to the profile
+    assert profile.client.timeout == 12.0 and profile.timeouts.fallback == 15.0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t.replace('kind = "client"', 'kind = "server"'), "'target.kind' must be one of service, client"),
+    (lambda t: t.replace('command = ["./shim", "--verbose"]', 'command = []'), "'client.command' must be a non-empty"),
+    (lambda t: t.replace('command = ["./shim", "--verbose"]', 'command = [1]'), "'client.command' must be a non-empty"),
+    (lambda t: t.replace("timeout = 12", "timeout = 0"), "'client.timeout' must be between"),
+    (lambda t: t.replace('[client]\ncommand = ["./shim", "--verbose"]\ntimeout = 12\n', ""), "missing section [client]"),
+    (lambda t: t + '\n[accounts.alice]\npassword = "a"\n', "[accounts] does not apply to a client IUT"),
+    (lambda t: t.replace('kind = "client"', 'kind = "client"\ndomain = "x.test"'), "'target.domain' does not apply"),
+    (lambda t: t.replace("timeout = 12", "timeout = 12\nshell = true"), "unknown key 'client.shell'"),
+])
+def test_a_bad_client_profile_names_file_and_field(tmp_path, change, message):
+    path = write(tmp_path, change(CLIENT))
+    with pytest.raises(ProfileError) as error:
+        load(path)
+    text = str(error.value)
+    assert message in text and str(path) in text and "\n" not in text
+
+
+def test_a_service_profile_with_a_client_section_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("IMPP_TEST_MALLORY_PW", "secret")
+    with pytest.raises(ProfileError, match=r"\[client\] describes a client IUT"):
+        load(write(tmp_path, GOOD + '\n[client]\ncommand = ["x"]\n'))

@@ -123,3 +123,40 @@ def test_floods_speak_contract_verbs_they_implement():
     assert on_loads and on_loads <= LOAD.keys(), on_loads - LOAD.keys()
     assert [v for v in FLOOD if not hasattr(Flood, v)] == []
     assert [v for v in LOAD if not any(hasattr(k, v) for k in (FetchLoad, ConnectionLoad, SubscriptionSpam))] == []
+
+
+def test_the_client_cases_speak_contract_verbs_the_adapter_implements():
+    """suite/clients/: `client`, `service`, `impostor`, the parties `contact` and `stranger`, and per function the
+    names bound to `client.starts(...)` (running clients) and to `logs_in(...)`/`ends()` (finished runs)."""
+    from conformance.adapters.xmpp.client_under_test import ClientRun, ClientUnderTest, RunningClient
+    from conformance.adapters.xmpp.impostor import Impostor
+    from conformance.adapters.xmpp.stand_in import StandIn
+    from conformance.roles.contract import CLIENT, CLIENT_RUN, IMPOSTOR, RUNNING_CLIENT, SERVICE
+    tables = {"client": CLIENT, "service": SERVICE, "impostor": IMPOSTOR, "contact": PARTY, "stranger": PARTY,
+              "running": RUNNING_CLIENT, "run": CLIENT_RUN}
+    used: dict[str, set[str]] = {name: set() for name in tables}
+    for module in (SUITE / "clients").glob("test_*.py"):
+        for function in ast.walk(ast.parse(module.read_text())):
+            if not isinstance(function, ast.FunctionDef):
+                continue
+            bound = {}
+            for node in ast.walk(function):
+                if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call) and \
+                        isinstance(node.value.func, ast.Attribute):
+                    verb = node.value.func.attr
+                    role = "running" if verb == "starts" else "run" if verb in ("logs_in", "ends") else None
+                    for target in node.targets:
+                        if role and isinstance(target, ast.Name):
+                            bound[target.id] = role
+            for node in ast.walk(function):
+                if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+                    role = bound.get(node.value.id) or (node.value.id if node.value.id in tables else None)
+                    if role:
+                        used[role].add(node.attr)
+    for role, table in tables.items():
+        assert used[role], f"no client case uses {role}"
+        assert used[role] <= table.keys(), (role, used[role] - table.keys())
+    implementations = {"client": ClientUnderTest, "service": StandIn, "impostor": Impostor, "contact": XmppParty,
+                       "running": RunningClient, "run": ClientRun}
+    for role, cls in implementations.items():
+        assert [v for v in tables[role] if not hasattr(cls, v)] == [], role

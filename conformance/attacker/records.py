@@ -58,6 +58,11 @@ class RecordSplitter:
     def pending(self) -> int:
         return len(self._buffer)
 
+    def take_all(self) -> bytes:
+        """Everything not yet returned as a record (after NotTls: from the record before the bad header on)."""
+        data, self._buffer = bytes(self._buffer), bytearray()
+        return data
+
 
 POSITIONS = ("first", "middle", "last")
 

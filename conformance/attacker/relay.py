@@ -6,9 +6,28 @@ with timestamps on the relay-to-IUT side. Knobs, set by the test while it runs, 
 * `strip_tls_offer`: remove the service's offer of TLS from what reaches the victim (STARTTLS stripping);
 * `terminate_tls`: answer the victim's TLS itself with a certificate of the attacker's choice, open its own TLS to
   the IUT, and relay the plaintext (the classic MITM that channel binding exists to detect);
-* `flip(where)`: flip one bit of the next TLS application-data record the victim sends (tampering without keys);
+* `flip(where)`: flip one bit of the next TLS application-data record the victim sends (tampering without keys),
+  or with `towards="victim"` of the next one the IUT sends the victim (passed-through TLS);
 * `drop` / `delay` a direction;
-* `replay(...)`: send what one side sent, recorded, again on a fresh connection to the IUT.
+* `replay(...)`: send what one side sent, recorded, again on a fresh connection to the IUT;
+* `inject_to_victim(leg, data)`: write bytes to a leg's victim as if the IUT had sent them; each leg keeps the TLS
+  records the IUT sent its victim (passed-through TLS: the latest MAX_KEPT_RECORDS / MAX_KEPT_BYTES, with their
+  arrival times), so a flight of them can be sent again (a replay towards the victim);
+* `fail_tls`: make every TLS attempt fail, on every leg while it is set: `refused` (the adapter's refusal instead of
+  passing the victim's request for TLS on; with direct TLS, where nothing is requested, as `reset`), `reset` (a
+  TCP RST once the victim's first TLS bytes arrive) or `alert` (a fatal internal_error alert instead of a
+  ServerHello); the IUT's side is closed too;
+* `rewrite_to_victim`: a function applied to what goes to the victim in plaintext (before TLS, or inside TLS the
+  attacker terminates), e.g. altering a SASL exchange. A unit may come in pieces, so while a rewrite is set the
+  relay holds back what goes to the victim as long as the adapter says it ends inside a unit the rewrite may need
+  whole (`StreamHooks.unit_incomplete`; XMPP: inside a tag, or in an unfinished SASL <success/>, <challenge/>,
+  <mechanisms/> or stream features), up to HOLD_LIMIT bytes, and rewrites it once complete (or the IUT closes).
+
+When the victim is a client under test and the "IUT" behind the relay the harness's genuine service, the same
+knobs attack the client; each leg keeps what the victim sent in clear (`cleartext_from_victim`, also on legs where
+TLS never came up), where the attacker terminated TLS the victim's decrypted plaintext (`plaintext_from_victim`),
+and in `tls_failure` why TLS failed (the victim refusing the attacker's certificate, the attacker's own
+`fail_tls`, ...).
 
 Limits: a byte cap per direction per leg, a bound on each leg's lifetime, and teardown at the end of the test;
 the relay listens on loopback only. What the application protocol contributes (where TLS starts, what the TLS offer
@@ -19,9 +38,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import socket
 import ssl
+import struct
 import time
-from typing import Literal, Protocol
+from typing import Callable, Literal, Protocol
 
 from conformance.transport.wire import Recorder
 
@@ -30,6 +51,19 @@ from .terminator import TlsEnd, TlsEnded, TlsFailed
 
 Side = Literal["out", "in"]  # "out": victim -> IUT; "in": IUT -> victim (the recorder's directions)
 READ = 64 * 1024
+MAX_KEPT_RECORDS = 2000  # TLS records to the victim kept per leg for re-injection (the latest) ...
+MAX_KEPT_BYTES = 4 * 1024 * 1024  # ... within this many bytes; also the bound on the victim's kept clear/plaintext
+HOLD_LIMIT = 64 * 1024  # at most this much is held back for a rewrite waiting for a complete unit
+FATAL_INTERNAL_ERROR = bytes([21, 3, 3, 0, 2, 2, 80])  # alert record: fatal (2), internal_error (80)
+FAIL_TLS_MODES = ("refused", "reset", "alert")
+
+
+class LegOver(Exception):
+    """The attacker ended the leg on purpose (a TLS failure it caused, or a rewrite that failed)."""
+
+    def __init__(self, note: str, *, tls_failure: bool = True):
+        super().__init__(note)
+        self.tls_failure = tls_failure
 
 
 class StreamHooks(Protocol):
@@ -43,10 +77,21 @@ class StreamHooks(Protocol):
     def strip_tls_offer(self, from_iut: bytes) -> bytes:
         """The chunk with the service's offer of TLS removed (XMPP: <starttls/> out of the stream features)."""
 
+    def tls_request(self, from_victim: bytes) -> bool:
+        """Does this chunk from the victim ask to start TLS (XMPP: <starttls/>)?"""
+
+    def tls_refusal(self) -> bytes:
+        """What refuses that request and ends the stream (XMPP: <failure/> and </stream:stream>)."""
+
+    def unit_incomplete(self, to_victim: bytes) -> bool:
+        """Does this plaintext for the victim end inside a unit a rewrite may need whole (then the relay waits for
+        more before rewriting it)?"""
+
 
 @dataclasses.dataclass
 class Flip:
     where: str
+    towards: str = "iut"  # whose records: "iut" (what the victim sends) or "victim" (what the IUT sends it)
     done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
     detail: str = ""
 
@@ -65,6 +110,38 @@ class Leg:
     phase: str = "plaintext"  # plaintext -> tls (passed through) or terminated (two TLS sessions)
     tls_failure: str | None = None
     counts: dict[str, int] = dataclasses.field(default_factory=lambda: {"out": 0, "in": 0})
+    cleartext_from_victim: bytearray = dataclasses.field(default_factory=bytearray)  # before any TLS
+    plaintext_from_victim: bytearray = dataclasses.field(default_factory=bytearray)  # inside terminated TLS
+    # passed-through TLS: the complete records the IUT sent the victim, (time.monotonic() on arrival, record), the
+    # latest MAX_KEPT_RECORDS within MAX_KEPT_BYTES; `records_to_victim_dropped` older ones were let go
+    records_to_victim: list[tuple[float, bytes]] = dataclasses.field(default_factory=list)
+    records_to_victim_bytes: int = 0
+    records_to_victim_dropped: int = 0
+    rewrites: int = 0  # chunks to the victim that `rewrite_to_victim` changed
+    victim_writer: asyncio.StreamWriter | None = None
+
+    @property
+    def records_to_victim_seen(self) -> int:
+        """How many records to the victim the leg has kept so far, counting those let go (a position for marks)."""
+        return self.records_to_victim_dropped + len(self.records_to_victim)
+
+    def records_to_victim_since(self, position: int) -> list[tuple[float, bytes]] | None:
+        """The kept records from `position` (a `records_to_victim_seen` value) on; None if some were let go."""
+        start = position - self.records_to_victim_dropped
+        return None if start < 0 else self.records_to_victim[start:]
+
+    def keep_record_to_victim(self, record: bytes) -> None:
+        kept = self.records_to_victim
+        kept.append((time.monotonic(), record))
+        self.records_to_victim_bytes += len(record)
+        drop = 0
+        while drop < len(kept) - 1 and (len(kept) - drop > MAX_KEPT_RECORDS
+                                        or self.records_to_victim_bytes > MAX_KEPT_BYTES):
+            self.records_to_victim_bytes -= len(kept[drop][1])
+            drop += 1
+        if drop:
+            self.records_to_victim_dropped += drop
+            del kept[:drop]
 
     def sent_by(self, side: Side) -> bytes:
         return b"".join(chunk for _, chunk in self.received[side])
@@ -104,7 +181,10 @@ class Relay:
         self.victim_tls: ssl.SSLContext | None = None  # set: terminate TLS with this server context
         self.dropping: set[str] = set()
         self.delays: dict[str, float] = {}
+        self.fail_tls: str | None = None  # one of FAIL_TLS_MODES: every TLS attempt fails that way
+        self.rewrite_to_victim: Callable[[bytes], bytes] | None = None  # on plaintext going to the victim
         self._flips: list[Flip] = []
+        self._flips_to_victim: list[Flip] = []
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task] = set()
 
@@ -125,11 +205,35 @@ class Relay:
     def terminate_tls(self, context: ssl.SSLContext) -> None:
         self.victim_tls = context
 
-    def flip(self, where: str) -> Flip:
-        """Arm a bit flip in the next application-data record the victim sends after this call."""
-        flip = Flip(where)
-        self._flips.append(flip)
+    def flip(self, where: str, towards: str = "iut") -> Flip:
+        """Arm a bit flip in the next application-data record the victim sends after this call (`towards="iut"`),
+        or in the next one the IUT sends the victim (`towards="victim"`)."""
+        if towards not in ("iut", "victim"):
+            raise ValueError(f"flip towards 'iut' or 'victim', not {towards!r}")
+        flip = Flip(where, towards)
+        (self._flips if towards == "iut" else self._flips_to_victim).append(flip)
         return flip
+
+    async def inject_to_victim(self, leg: Leg, data: bytes) -> int:
+        """Write `data` (typically TLS records the leg kept) to the victim of `leg`, as if the IUT had sent them.
+        Returns the bytes written: 0 if the victim's connection is already closed. The relay writes what the IUT
+        sends a victim in whole records in the passed-through TLS phase, so injected records never split one."""
+        writer = leg.victim_writer
+        if writer is None or writer.is_closing():
+            self.recorder.event(leg.label, f"cannot re-inject {len(data)} bytes: the victim's connection is closed")
+            return 0
+        try:
+            records = f"{len(RecordSplitter().feed(data))} records"
+        except NotTls:
+            records = "not TLS records"
+        try:
+            writer.write(data)
+            await writer.drain()
+        except (ConnectionError, OSError) as exc:
+            self.recorder.event(leg.label, f"cannot re-inject {len(data)} bytes towards the victim: {exc}")
+            return 0
+        self.recorder.event(leg.label, f"re-injected {len(data)} bytes ({records}) towards the victim")
+        return len(data)
 
     def latest_leg(self) -> Leg | None:
         return self.legs[-1] if self.legs else None
@@ -151,7 +255,8 @@ class Relay:
 
     async def _relay(self, victim_r: asyncio.StreamReader, victim_w: asyncio.StreamWriter) -> None:
         endpoint = self.recorder.endpoint("mitm")
-        leg = Leg(index=len(self.legs), label=endpoint.label, opened=time.monotonic(), received={"out": [], "in": []})
+        leg = Leg(index=len(self.legs), label=endpoint.label, opened=time.monotonic(), received={"out": [], "in": []},
+                  victim_writer=victim_w)
         self.legs.append(leg)
         self.new_leg.set()
         try:
@@ -265,10 +370,13 @@ class _LegState:
         self.leg = leg
         self.writers = {"out": iut_w, "in": victim_w}  # where bytes read on each side go
         self.splitter = RecordSplitter()  # victim -> IUT records, once TLS passes through
+        self.splitter_in: RecordSplitter | None = RecordSplitter()  # IUT -> victim records (None: unframeable)
         self.victim_end: TlsEnd | None = None
         self.iut_end: TlsEnd | None = None
         self.recorder = relay.recorder
         self._tail = b""  # end of the previous chunk from the IUT, so a split <proceed/> is still seen
+        self._victim_tls_seen = False  # the victim's first TLS bytes (its ClientHello) arrived
+        self._held = b""  # plaintext for the victim held back for a rewrite until its unit is complete
 
     async def begin_tls(self) -> None:
         """From here on the bytes are TLS: framed and passed through, or terminated on both sides."""
@@ -281,8 +389,9 @@ class _LegState:
         self.recorder.event(self.leg.label, "TLS starts: the attacker answers the victim's handshake itself")
 
     async def _open_iut_end(self) -> None:
-        """Once the victim's TLS is up, the attacker opens its own to the IUT, at the same TLS version (a MITM that
-        mirrors its victim, so the IUT offers what it would offer the victim)."""
+        """Once the victim's TLS is up, the attacker opens its own to the IUT. It mirrors a victim at TLS 1.2 (so
+        the IUT offers what it would offer the victim, e.g. tls-unique); otherwise, including a victim the attacker
+        lured to a legacy version on purpose, it takes whatever version from 1.2 up the IUT agrees to."""
         version = self.victim_end.version
         upstream = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         upstream.check_hostname = False
@@ -305,22 +414,32 @@ class _LegState:
         writer.write(data)
         await writer.drain()
 
-    async def pump(self, side: Side, reader: asyncio.StreamReader) -> None:
+    async def pump(self, side: Side, reader: asyncio.StreamReader) -> str | None:
         """Move what `side`'s peer sends to the other peer until either closes."""
         relay, leg = self.relay, self.leg
         while True:
+            reset = None
             try:
                 data = await reader.read(READ)
-            except OSError:
-                data = b""
+            except OSError as exc:
+                data, reset = b"", exc
             if not data:
                 if side == "in":
                     leg.iut_closed_at = time.monotonic()
                     leg.iut_closed.set()
-                    self.recorder.event(leg.label, "the IUT closed the connection")
+                    self.recorder.event(leg.label, "the IUT closed the connection" if reset is None
+                                        else f"the IUT reset the connection ({reset})")
+                    try:
+                        await self._flush_held()
+                    except LegOver as exc:
+                        self.recorder.event(leg.label, str(exc))
+                    except (TlsFailed, TlsEnded, ConnectionError, OSError):
+                        pass
                 else:
                     leg.victim_closed.set()
-                    self.recorder.event(leg.label, "the victim closed the connection")
+                    self.recorder.event(leg.label, "the victim closed the connection" if reset is None
+                                        else f"the victim reset the connection ({reset})")
+                    self._victim_left_mid_handshake("closed" if reset is None else "reset")
                 return await self._half_close(side)
             leg.received[side].append((time.monotonic(), data))
             leg.counts[side] += len(data)
@@ -328,7 +447,7 @@ class _LegState:
                 self.recorder.add(leg.label, "in", "tcp", data)
             if leg.counts[side] > relay.cap:
                 self.recorder.event(leg.label, f"relay byte cap ({relay.cap}) reached on '{side}': tearing down")
-                return
+                return None
             if side in relay.dropping:
                 self.recorder.event(leg.label, f"dropped {len(data)} bytes going '{side}'")
                 continue
@@ -337,15 +456,34 @@ class _LegState:
             try:
                 await self._forward(side, data)
             except (TlsFailed, TlsEnded) as exc:
-                leg.tls_failure = str(exc)
-                self.recorder.event(leg.label, f"TLS on the {'victim' if side == 'out' else 'IUT'} side ended: {exc}")
+                victim = side == "out"
+                if victim and isinstance(exc, TlsFailed) and self.victim_end is not None \
+                        and not self.victim_end.established:
+                    leg.tls_failure = f"the victim's TLS handshake with the attacker failed: {exc}"
+                else:
+                    leg.tls_failure = f"TLS on the {'victim' if victim else 'IUT'} side ended: {exc}"
+                self.recorder.event(leg.label, leg.tls_failure)
                 await self._flush_alerts()
-                return
+                return None
             except NotTls as exc:
                 self.recorder.event(leg.label, f"cannot frame the victim's bytes as TLS: {exc}")
-                return
+                return None
+            except LegOver as exc:
+                self.recorder.event(leg.label, str(exc))
+                if exc.tls_failure:
+                    leg.tls_failure = str(exc)
+                for writer in self.writers.values():
+                    writer.close()
+                return None
             except (ConnectionError, OSError):
-                return
+                return None
+
+    def _victim_left_mid_handshake(self, how: str) -> None:
+        """A victim that closes during the attacker's handshake has (most likely) refused its certificate."""
+        if self.leg.phase == "terminated" and self.victim_end is not None and not self.victim_end.established \
+                and self.leg.tls_failure is None:
+            self.leg.tls_failure = f"the victim {how} the connection during its TLS handshake with the attacker"
+            self.recorder.event(self.leg.label, self.leg.tls_failure)
 
     async def _half_close(self, side: Side) -> str:
         """Pass an end of stream on: the other peer may still answer (and the relay still carries that)."""
@@ -358,25 +496,123 @@ class _LegState:
             pass
         return "closed"
 
+    # -- what goes to the victim in plaintext ------------------------------------------------------------------------
+
+    def _release(self, data: bytes) -> bytes:
+        """Plaintext from the IUT that may go on to the victim now: while a rewrite is set, nothing as long as what
+        came so far ends inside a unit (the adapter says; up to HOLD_LIMIT), then all of it."""
+        pending = self._held + data
+        self._held = b""
+        if self.relay.rewrite_to_victim is not None and len(pending) < HOLD_LIMIT \
+                and self.relay.hooks.unit_incomplete(pending):
+            self._held = pending
+            return b""
+        return pending
+
+    def _stripped(self, data: bytes) -> bytes:
+        if not self.relay.strip_tls_offer:
+            return data
+        stripped = self.relay.hooks.strip_tls_offer(data)
+        if stripped != data:
+            self.recorder.event(self.leg.label, "stripped the TLS offer from the IUT's features")
+        return stripped
+
+    def _rewritten(self, data: bytes) -> bytes:
+        rewrite = self.relay.rewrite_to_victim
+        if rewrite is None or not data:
+            return data
+        try:
+            changed = rewrite(data)
+        except Exception as exc:  # a broken rewrite must not let the unaltered bytes through
+            raise LegOver(f"the rewrite of what goes to the victim failed ({exc!r}): tearing down",
+                          tls_failure=False) from None
+        if changed != data:
+            self.leg.rewrites += 1
+            self.recorder.event(self.leg.label, f"rewrote what goes to the victim ({len(data)} -> {len(changed)} "
+                                                f"bytes)")
+        return changed
+
+    async def _flush_held(self) -> None:
+        """The IUT closed: what was held back for a rewrite goes to the victim as it is (rewritten)."""
+        if not self._held:
+            return
+        data, self._held = self._held, b""
+        if self.leg.phase == "plaintext":
+            await self._write("in", self._rewritten(self._stripped(data)), record=False)
+        elif self.leg.phase == "terminated" and self.victim_end is not None:
+            data = self._rewritten(data)
+            if data:
+                await self._write("in", self.victim_end.send(data), record=False)
+
+    # -- the attacker's own TLS failures -----------------------------------------------------------------------------
+
+    async def _fail_tls(self, how: str) -> None:
+        """The victim's first TLS bytes arrived and the attacker makes TLS fail (reset or alert)."""
+        victim = self.writers["in"]
+        if how == "alert":
+            victim.write(FATAL_INTERNAL_ERROR)
+            await victim.drain()
+            raise LegOver("answered the victim's ClientHello with a fatal internal_error alert and closed")
+        sock = victim.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends RST
+        raise LegOver("reset the victim's connection after its ClientHello" +
+                      (" (direct TLS: nothing to refuse)" if how == "refused" else ""))
+
+    async def _refuse_tls(self) -> None:
+        victim = self.writers["in"]
+        victim.write(self.relay.hooks.tls_refusal())
+        await victim.drain()
+        raise LegOver("refused the victim's request for TLS (not passed on) and closed")
+
+    # -- moving bytes ------------------------------------------------------------------------------------------------
+
     async def _forward(self, side: Side, data: bytes) -> None:
         phase = self.leg.phase
+        if side == "out" and phase != "plaintext" and not self._victim_tls_seen:
+            self._victim_tls_seen = True
+            how = self.relay.fail_tls
+            if how in ("reset", "alert") or (how == "refused" and self.relay.hooks.direct_tls):
+                await self._fail_tls(how)
         if phase == "plaintext":
             if side == "in":
-                if self.relay.strip_tls_offer:
-                    stripped = self.relay.hooks.strip_tls_offer(data)
-                    if stripped != data:
-                        self.recorder.event(self.leg.label, "stripped the TLS offer from the IUT's features")
-                    data = stripped
+                data = self._release(data)
+                if not data:
+                    return
+                data = self._rewritten(self._stripped(data))
                 go_ahead = self.relay.hooks.tls_go_ahead(self._tail + data)
                 self._tail = data[-64:]
                 if go_ahead:
                     await self.begin_tls()  # before the victim can answer <proceed/> with its ClientHello
                 await self._write("in", data, record=False)
             else:
+                _keep(self.leg.cleartext_from_victim, data)
+                if self.relay.fail_tls == "refused" and self.relay.hooks.tls_request(data):
+                    await self._refuse_tls()
                 await self._write("out", data, record=True)
         elif phase == "tls":
             if side == "in":
-                await self._write("in", data, record=False)
+                if self.splitter_in is None:  # the IUT's bytes did not frame as TLS: passed on as they come
+                    await self._write("in", data, record=False)
+                    return
+                try:
+                    records = self.splitter_in.feed(data)
+                except NotTls as exc:
+                    self.recorder.event(self.leg.label, f"cannot frame the IUT's bytes as TLS ({exc}): passing them "
+                                                        f"on unframed (no flips or kept records towards the victim)")
+                    data, self.splitter_in = self.splitter_in.take_all(), None
+                    await self._write("in", data, record=False)
+                    return
+                for record in records:
+                    if record.content_type == APPLICATION_DATA and self.relay._flips_to_victim:
+                        flip = self.relay._flips_to_victim.pop(0)
+                        offset = flip_bit(record, flip.where)
+                        flip.detail = (f"flipped the low bit of byte {offset} ({flip.where}) of a "
+                                       f"{record.fragment_length}-byte application_data record to the victim")
+                        self.recorder.event(self.leg.label, flip.detail)
+                        flip.done.set()
+                    self.leg.keep_record_to_victim(bytes(record.data))
+                await self._write("in", b"".join(record.data for record in records), record=False)
                 return
             records = self.splitter.feed(data)
             for record in records:
@@ -396,6 +632,7 @@ class _LegState:
                     await self._open_iut_end()
                 if plaintext:
                     self.recorder.add(self.leg.label, "out", "app", plaintext)
+                    _keep(self.leg.plaintext_from_victim, plaintext)
                     await self._write("out", self.iut_end.send(plaintext), record=True)
             else:
                 if self.iut_end is None:
@@ -404,7 +641,9 @@ class _LegState:
                 await self._write("out", reply, record=True)
                 if plaintext:
                     self.recorder.add(self.leg.label, "in", "app", plaintext)
-                    await self._write("in", self.victim_end.send(plaintext), record=False)
+                    released = self._rewritten(self._release(plaintext))
+                    if released:
+                        await self._write("in", self.victim_end.send(released), record=False)
                 await self._write("out", self.iut_end.leftover(), record=True)  # what was held for the handshake
 
     async def _flush_alerts(self) -> None:
@@ -414,3 +653,8 @@ class _LegState:
                     await self._write(side, end.leftover(), record=side == "out")
                 except (ConnectionError, OSError):
                     pass
+
+
+def _keep(buffer: bytearray, data: bytes) -> None:
+    if len(buffer) < MAX_KEPT_BYTES:
+        buffer += data[:MAX_KEPT_BYTES - len(buffer)]

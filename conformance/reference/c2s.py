@@ -266,7 +266,7 @@ class Session(InboundStream):
     def _mechanisms(self) -> tuple[str, ...]:
         # PLAIN only where a flaw wants it: next to SCRAM it would only put a reusable secret on the wire
         # (RFC 6120 §13.8.3).
-        plain = self.service.flawed("authzid-honoured") or \
+        plain = self.service.flawed("authzid-honoured") or (self.service.config.offer_plain and self.tls) or \
             ((self.service.flawed("starttls-optional") or self.plaintext_door) and not self.tls)
         scram = (*SCRAM_PLUS_MECHANISMS, *SCRAM_MECHANISMS) if self.channel_binding is not None else SCRAM_MECHANISMS
         # XEP-0175 guests, inside TLS only: authenticated as no one, they get a temporary address and no rights

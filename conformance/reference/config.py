@@ -22,6 +22,9 @@ class ServiceConfig:
     s2s_dialback: bool = True
     accounts: tuple[str, ...] = ("alice", "bob", "mallory")
     flaws: frozenset[str] = frozenset()
+    # The harness's stand-in for a client IUT: PLAIN offered next to SCRAM after TLS, as IMPP-5.2-3 requires of the
+    # service it tests a client with (so that the client's choice shows); never set for the reference as an IUT.
+    offer_plain: bool = False
     max_auth_failures: int = 3  # RFC 6120 §6.4.5: allow at least 2 and no more than 5 retries
     preauth_idle_timeout: float = 30.0
     idle_timeout: float = 600.0

@@ -82,6 +82,9 @@ class Service:
         self.s2s_out = OutboundLinks(self)  # outbound server-to-server, to the domains of config.peers (s2s_out.py)
         self._tasks: set[asyncio.Task] = set()
         self._log = open(config.data_dir / "service.log", "a", encoding="utf-8", buffering=1)
+        # Set by the harness when this service stands in for the service of a client IUT: called with (stream,
+        # "in" or "out", unit) for every unit of every stream, so the harness sees what the client said inside TLS.
+        self.tap = None
         if self.flawed("tls-errors-ignored"):
             swallow_tls_errors(self.log)
 

@@ -83,6 +83,8 @@ class InboundStream:
         except (ConnectionError, RuntimeError):
             self.closed = True
             return
+        if self.service.tap is not None:
+            self.service.tap(self, "out", element)
         transport = self.writer.transport
         if transport is not None and transport.get_write_buffer_size() > self.service.config.max_write_buffer:
             self.log("the peer does not read; closing")
@@ -126,6 +128,10 @@ class InboundStream:
                 except XmlError as exc:
                     self.close(exc.condition, exc.text)
                     break
+                if self.service.tap is not None:  # all units of this read first: pipelining shows
+                    for event in events:
+                        if isinstance(event, UnitReceived):
+                            self.service.tap(self, "in", event.element)
                 for event in events:
                     try:
                         if isinstance(event, StreamOpened):

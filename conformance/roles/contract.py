@@ -47,6 +47,12 @@ PARTY = {
     "receives_unavailable_from": "a revocation is followed by unavailable presence",
     "receives_unaltered": "an update arrives with everything its sender put in it unmodified",
     "has_received_once": "an update reached the party exactly once: no replayed or duplicated copy (ends on a fence)",
+    # meeting a client IUT on the same service (genuine, or forging what only the service may send)
+    "sends_message_asking_receipt": "send a message with a canary to an address, asking for a delivery receipt",
+    "acknowledges": "send a delivery receipt for a message id to an address",
+    "receipts_from": "the delivery receipts an address returned for a message, within a bound",
+    "pushes_roster_item": "send a roster push to a client's session, as if from its own account",
+    "sends_carbon_copy": "send a client's session a copy of a message, as if its own account had copied it",
     # attacks on someone else's data
     "reads_watchers_of": "ask for another party's watcher information",
     "changes_permissions_of": "try to grant oneself a place among another party's watchers",
@@ -181,4 +187,59 @@ LOAD = {
     "tally": "what became of a connection flood's connections (opened, refused, ended by the IUT)",
     "requests_delivered": "which of the spam's subscription requests reached the party",
     "sent": "how many subscription requests the spam sent",
+}
+
+# The client IUT (the `client` fixture of suite/clients/): runs of its shim against the harness as its service.
+CLIENT = {
+    "logs_in": "log the client in (through an impostor if given) and end the run once it bound or gave up",
+    "starts": "start one of the shim's actions (through an impostor if given) and keep it running",
+    "needs": "the shim must offer a feature (receipts, carbons, roster), or the check is UNSUPPORTED",
+    "canary": "a fresh canary for what the client is told to send",
+    "password": "the account's password, which must never travel in clear",
+    "timeouts": "the timers of the client cases",
+}
+# A client run still going (what `client.starts(...)` returns).
+RUNNING_CLIENT = {
+    "bound_or_setup_failed": "the client's session address, once bound (ERROR if it never logs in)",
+    "full_jid": "the client's session address",
+    "bare": "the client's account address",
+    "sent": "what the client reported sending (kind, id)",
+    "shows": "the client showed something carrying a canary, within T_POS",
+    "shows_receipt": "the client reported a delivery receipt for a message from a given sender, within T_POS",
+    "receipts": "the delivery receipts for a message from a given sender the client reported so far",
+    "ended_by_itself_within": "the client ended its run by itself (gave up, closed) within a bound",
+    "ends": "tell the client to disconnect; what it did in the whole run",
+}
+# A finished client run (what `logs_in` and `ends` return).
+CLIENT_RUN = {
+    "bound": "the session address the client reported, or None",
+    "shown": "what the client showed carrying a canary",
+}
+# The harness as the client's genuine service (the `service` fixture): what the client's connections carried.
+SERVICE = {
+    "mechanism_used_by": "the SASL mechanism the client used in a run",
+    "mechanisms_offered_to": "the SASL mechanisms the service offered the client in a run",
+    "stronger_mechanisms_offered_to": "offered mechanisms stronger than the one the client used",
+    "saw_client_send": "the client's streams in a run carried a canary",
+    "stanzas_before_session": "presence or messages the client sent before TLS, SASL success and the bind result",
+    "delivers_again": "deliver a message to the client once more, unchanged (same stanza-id)",
+}
+# The attacker between a client IUT and its service (the `impostor` fixture).
+IMPOSTOR = {
+    "listening_at": "where the client connects to reach the service through the attacker",
+    "presents": "answer the client's TLS itself with a certificate of a given kind (and TLS offer), relaying on",
+    "strips_starttls": "remove the service's offer of STARTTLS from what reaches the client",
+    "makes_tls_fail": "make every TLS attempt fail (refused, reset, alert)",
+    "tampers_with_server_signature": "alter the SCRAM ServerSignature the service sends the client",
+    "flips_a_bit_towards_client": "flip one bit in the next TLS record the service sends the client",
+    "marks_records_to_client": "remember where the stream of TLS records to the client stands",
+    "records_to_client_since": "the TLS records sent to the client since a mark",
+    "replays_to_client": "send recorded TLS records to the client again",
+    "tampered": "what the attacker altered",
+    "sees_client_close": "seconds until the client closed the connection, or None within T_CLOSE",
+    "saw_client_authenticate": "the client sent <auth/> (credentials) to the attacker's TLS",
+    "saw_client_ask_for_tls": "the client asked for TLS although it was not offered",
+    "saw_client_send_after_success": "the client went on after the SASL success the attacker altered",
+    "saw_scram_signature_tampered": "the attacker did alter a ServerSignature (UNSUPPORTED if the client used PLAIN)",
+    "client_cleartext_findings": "credentials, stanzas or secrets the client sent outside TLS",
 }

@@ -3,20 +3,32 @@ BoGo shim and h2spec's --exec). A shim is a small program, written against the c
 the profile names; the harness runs it once per action and judges what the client did on the wire and what the shim
 reports. docs/shim.md is the prose version of this module.
 
-Invocation:  <shim command...> ACTION            with one JSON object on standard input (REQUEST_FIELDS)
+Invocation:  <shim command...> ACTION            the request (REQUEST_FIELDS) as one JSON object on the first line of
+             standard input. The harness keeps standard input open while it watches the client and closes it when it
+             has seen what it needs: at end of file the shim disconnects and exits (`linger` bounds the wait)
 Output:      JSON lines on standard output, one object per event (EVENTS), in the order things happened
 Exit status: EXIT_CODES; anything else means the shim itself failed (the verdict is ERROR, with its stderr)
 """
 
 from __future__ import annotations
 
-# What the harness may ask. `capabilities` is the preflight: the shim lists the actions it implements.
+# What the harness may ask. `capabilities` is the preflight: the shim lists the actions and features it implements.
+# After its action each one reports what arrives until standard input ends (or `linger` s), then disconnects.
 ACTIONS = {
-    "capabilities": "print {'event': 'capabilities', 'actions': [...]} and exit 0; no connection",
-    "login": "connect, secure the stream as the library recommends, authenticate, bind; report; disconnect",
-    "send-message": "log in, send a chat message with `body` to `to`, report what arrives for `linger` s, disconnect",
-    "set-presence": "log in, publish available presence with `status`, report what arrives for `linger` s, disconnect",
-    "receive": "log in, announce availability, report every message and presence that arrives for `linger` s",
+    "capabilities": "print {'event': 'capabilities', 'actions': [...], 'features': [...]} and exit 0; no connection",
+    "login": "connect, secure the stream as the library recommends, authenticate, bind, announce availability",
+    "send-message": "log in, send a chat message with `body` to `to` (asking for a receipt if `receipt`)",
+    "set-presence": "log in, publish available presence with `status`",
+    "receive": "log in, announce availability; report every message and presence that arrives",
+}
+
+# Optional abilities some cases need; a shim lists those its library has, and a case needing one it lacks is
+# UNSUPPORTED for that shim.
+FEATURES = {
+    "receipts": "asks for XEP-0184 receipts when `receipt` is set, reports those the library accepts (kind=receipt), "
+                "and answers receipt requests the way the library does by default",
+    "carbons": "enables XEP-0280 message carbons at login and reports the copies the library accepts (kind=carbon)",
+    "roster": "keeps the roster and reports each roster push the library applies (kind=roster)",
 }
 
 # The request on standard input. Every field is present; the shim ignores what its action does not need.
@@ -32,7 +44,8 @@ REQUEST_FIELDS = {
     "to": "addressee of send-message",
     "body": "body of send-message",
     "status": "status text of set-presence",
-    "linger": "seconds to stay connected after the action and report what arrives",
+    "linger": "the most seconds to stay connected after the action when standard input stays open",
+    "receipt": "send-message: ask for a XEP-0184 receipt (true/false)",
 }
 
 # Events on standard output. Each is one JSON object on one line with at least "event"; unknown fields are kept.
@@ -43,7 +56,9 @@ EVENTS = {
     "authenticated": "SASL succeeded (mechanism if the library tells)",
     "bound": "the session's full JID (jid)",
     "sent": "what the action sent (kind: message or presence, id if any)",
-    "received": "a stanza arrived (kind, from, body or status, id)",
+    "received": "what the library handed the application: kind=message (from, body, id), presence (from, status, "
+                "type), receipt (from, id of the acknowledged message), carbon (from of the copied message, body), "
+                "roster (jid, name, subscription of an applied push)",
     "failed": "the client gave up (reason: the library's words, e.g. a certificate error)",
     "closed": "the connection ended (by: client or server)",
 }

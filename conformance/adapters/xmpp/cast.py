@@ -25,10 +25,10 @@ DISMISS_SECONDS = 20.0  # bounds the tidying up after a test: hang up, close eve
 
 
 class Cast:
-    def __init__(self, rt: Runtime):
+    def __init__(self, rt: Runtime, accounts: tuple[str, ...] = REQUIRED_ACCOUNTS):
         self.rt = rt
         self.parties: dict[str, XmppParty] = {name: XmppParty(rt, name, rt.profile.account(name), self)
-                                             for name in REQUIRED_ACCOUNTS}
+                                             for name in accounts}
         self.unauthenticated = Unauthenticated(rt, self)
         self.remote_server = RemoteServer(rt, self)
         self.flood = Flood(rt, self)

@@ -31,6 +31,7 @@ from .parser_abuse import ParserAbuseVerbs
 from .pep import PepVerbs
 from .runtime import Runtime
 from .stream_management import StreamManagementVerbs
+from .toward_clients import TowardClientsVerbs
 
 if TYPE_CHECKING:
     from .cast import Cast
@@ -42,7 +43,8 @@ def _bare(who: Any) -> str:
     return who.bare if hasattr(who, "bare") else str(JID.parse(str(who)).bare)
 
 
-class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingVerbs, ParserAbuseVerbs):
+class XmppParty(PepVerbs, StreamManagementVerbs, IntegrityVerbs, ChannelBindingVerbs, ParserAbuseVerbs,
+                TowardClientsVerbs):
     def __init__(self, rt: Runtime, name: str, account: Account, cast: "Cast"):
         self.rt = rt
         self.name = name

@@ -1,0 +1,81 @@
+"""Party verbs for the client cases: what a contact or a stranger on the same service sends a client IUT, genuine
+or forged (delivery receipts, roster pushes, message carbons), and the receipts the client sends back.
+
+The service (the harness's stand-in) stamps every stanza with its sender's full JID, as RFC 6120 §8.1.2.1 requires,
+so a forgery here is what a real attacker with an account can do: put service-like content in its own stanza and
+hope the client does not look at who sent it. Mixed into XmppParty.
+"""
+
+from __future__ import annotations
+
+from conformance.roles import Update
+
+from .codec.stanza import CARBONS, FORWARD, ROSTER, iq, kind, message, new_id
+from .codec.xml import E, Element
+
+RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
+
+
+class TowardClientsVerbs:
+    def sends_message_asking_receipt(self, to: str) -> Update:
+        """A chat message with a canary body and a XEP-0184 receipt request, to a client's full JID; the update's
+        payload is the message id."""
+        canary = self.rt.canary(f"{self.name}-msg")
+        ident = new_id("r")
+
+        async def run():
+            await self._ensure_online()
+            update = self._update("message", canary, payload=ident)
+            await self.main.send(message(to, canary, E("request", ns=RECEIPTS), id_=ident))
+            await self._ping()
+            return update
+        return self._call(run)
+
+    def acknowledges(self, message_id: str, to: str) -> None:
+        """Send a XEP-0184 receipt for `message_id` to `to` (genuine from the addressee, forged from anyone else)."""
+        async def run():
+            await self._ensure_online()
+            await self.main.send(message(to, None, E("received", {"id": message_id}, ns=RECEIPTS), type_=None,
+                                         id_=new_id("ack")))
+            await self._ping()
+        self._call(run)
+
+    def pushes_roster_item(self, to: str) -> str:
+        """A roster push (RFC 6121 §2.1.6) to a client's full JID, from this party instead of the client's own
+        account: an item e@evil.test named with a canary. Returns the canary."""
+        canary = self.rt.canary(f"{self.name}-roster")
+
+        async def run():
+            await self._ensure_online()
+            item = E("item", {"jid": "e@evil.test", "name": canary, "subscription": "both"}, ns=ROSTER)
+            await self.main.send(iq("set", E("query", None, item, ns=ROSTER), to=to, id_=new_id("push")))
+            await self._ping()
+        self._call(run)
+        return canary
+
+    def sends_carbon_copy(self, to: str, *, claiming: str) -> str:
+        """A forged XEP-0280 carbon to a client's full JID: a copy of a message 'from' `claiming` that this party
+        (not the client's own account) wraps. Returns the canary in the copied body."""
+        canary = self.rt.canary(f"{self.name}-carbon")
+
+        async def run():
+            await self._ensure_online()
+            inner = message(str(to).split("/", 1)[0], canary, from_=claiming)
+            wrapped = E("received", None, E("forwarded", None, inner, ns=FORWARD), ns=CARBONS)
+            await self.main.send(message(to, None, wrapped, id_=new_id("cc")))
+            await self._ping()
+        self._call(run)
+        return canary
+
+    def receipts_from(self, sender: str, update: Update, *, within: float) -> list[Element]:
+        """The XEP-0184 receipts for `update` (sent with sends_message_asking_receipt) that `sender` (a bare JID)
+        returned within `within` seconds. Nothing orders a client's receipt against anything the harness can
+        fence on, so this is a bounded wait."""
+        def is_receipt(unit: Element) -> bool:
+            return kind(unit) == "message" and str(unit.get("from", "")).split("/", 1)[0] == sender \
+                and any(r.get("id") == update.payload for r in unit.iter(f"{{{RECEIPTS}}}received"))
+
+        async def wait() -> list[Element]:
+            await self.main.wait_for(is_receipt, within)
+            return [u for u in self.main.received if is_receipt(u)]
+        return self.rt.call(wait, timeout=within + 5)

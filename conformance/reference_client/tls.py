@@ -1,0 +1,130 @@
+"""TLS for the reference client: the context it trusts, and a TLS session held in memory (ssl.MemoryBIO), so that
+the client, not asyncio, decides what happens when TLS fails (a correct client closes; a flawed one may not).
+
+Sans-IO: the caller (connection.py) moves ciphertext between these buffers and the socket.
+"""
+
+from __future__ import annotations
+
+import re
+import ssl
+import warnings
+
+from .flaws import Flawed
+
+READ = 64 * 1024
+
+# What a fatal alert from the server may be called in OpenSSL's reason ("TLSV1_ALERT_INTERNAL_ERROR",
+# "SSLV3_ALERT_HANDSHAKE_FAILURE") and the certificate verification error (raised locally, never received).
+_ALERT = re.compile(r"(?:SSLV3|TLSV1|TLSV13)_ALERT_([A-Z_]+)")
+_SSL_C = re.compile(r"\s*\(_ssl\.c:\d+\)$")
+
+
+class TlsFailure(Exception):
+    """TLS failed. `kind` says whose doing it was:
+
+    * certificate: the client's own check refused the server's certificate (chain, name, dates);
+    * alert: the server sent a fatal alert (`alert`: its name, e.g. 'internal_error', 'protocol_version');
+    * broken: the connection was reset or closed in the middle of the handshake;
+    * local: any other error OpenSSL raised here (no version or cipher in common, a malformed record);
+    * record: a record of an established session failed its check (tampered with, replayed).
+    """
+
+    def __init__(self, reason: str, kind: str, alert: str | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+        self.alert = alert
+
+
+def failure(exc: ssl.SSLError, *, established: bool = False) -> TlsFailure:
+    """The TlsFailure for an error OpenSSL raised, in OpenSSL's own words (without its source location)."""
+    text = _SSL_C.sub("", str(exc))
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return TlsFailure(text, "certificate")
+    alert = _ALERT.search(exc.reason or "")
+    if alert:
+        return TlsFailure(text, "alert", alert.group(1).lower())
+    if isinstance(exc, ssl.SSLEOFError):
+        return TlsFailure(text, "broken")
+    return TlsFailure(text, "record" if established else "local")
+
+
+def client_context(ca_file: str, flawed: Flawed) -> ssl.SSLContext:
+    """Trust the request's CA only (never the system's store), insist on the service's name, TLS 1.2 at least,
+    OpenSSL's default cipher suites."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # check_hostname and CERT_REQUIRED, no CA loaded
+    context.load_verify_locations(cafile=ca_file)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if flawed("client-legacy-tls"):
+        # "Compatibility with every server out there": RFC 8996's deprecated versions and the suites RFC 7525
+        # forbids, at OpenSSL's security level 0 so that nothing is refused as too weak.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            context.minimum_version = ssl.TLSVersion.TLSv1
+        context.set_ciphers("ALL:COMPLEMENTOFALL:@SECLEVEL=0")
+    if flawed("client-any-certificate"):
+        # A test server's self-signed certificate should "just work": the check that stops an impostor goes too.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class TlsSession:
+    """A client TLS session in memory: `incoming` takes the server's ciphertext, `outgoing()` gives what to send."""
+
+    def __init__(self, context: ssl.SSLContext, server_hostname: str):
+        self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self._tls = context.wrap_bio(self._in, self._out, server_side=False, server_hostname=server_hostname)
+        self.established = False
+
+    def outgoing(self) -> bytes:
+        return self._out.read()
+
+    def handshake(self) -> bool:
+        """One step of the handshake: True once it is done, False while it needs more from the server."""
+        try:
+            self._tls.do_handshake()
+        except ssl.SSLWantReadError:
+            return False
+        except ssl.SSLError as exc:
+            raise failure(exc) from None
+        self.established = True
+        return True
+
+    def feed(self, ciphertext: bytes) -> None:
+        self._in.write(ciphertext)
+
+    def read(self) -> bytes | None:
+        """Plaintext from the records received so far: None when more ciphertext is needed, b"" when the server
+        ended TLS (close_notify); TlsFailure when a record fails."""
+        try:
+            data = self._tls.read(READ)
+        except ssl.SSLWantReadError:
+            return None
+        except ssl.SSLZeroReturnError:
+            return b""
+        except ssl.SSLError as exc:
+            raise failure(exc, established=True) from None
+        return data
+
+    def write(self, plaintext: bytes) -> None:
+        try:
+            self._tls.write(plaintext)
+        except ssl.SSLError as exc:
+            raise failure(exc, established=True) from None
+
+    def close_notify(self) -> None:
+        try:
+            self._tls.unwrap()
+        except (ssl.SSLError, ValueError):
+            pass  # waiting for the server's close_notify, or TLS already failed: ours is in outgoing() if at all
+
+    @property
+    def version(self) -> str | None:
+        return self._tls.version()
+
+    @property
+    def cipher(self) -> str | None:
+        cipher = self._tls.cipher()
+        return cipher[0] if cipher else None

@@ -1,0 +1,33 @@
+"""§5.1 Privacy, client side: what the client discloses, and to whom: presence and messages only inside an
+established, authenticated session; delivery receipts only to those allowed to see its presence."""
+
+from conformance.marks import case
+from conformance.verdicts import note
+
+
+@case("IMPP-5.1-1")
+def test_client_sends_presence_and_messages_only_inside_an_established_session(client, contact, service):
+    body = client.canary("msg")
+    running = client.starts("send-message", to=contact.bare, body=body)
+    running.bound_or_setup_failed()
+    assert running.sent("message"), "the client did not report sending its message"
+    run = running.ends()
+    assert service.saw_client_send(run, body), "the service never received the client's message (control)"
+    early = service.stanzas_before_session(run)
+    assert not early, f"the client sent {early[0]} before its session was established (TLS, SASL, bind result)"
+
+
+@case("IMPP-5.1-6")
+def test_inbox_returns_receipts_only_to_senders_allowed_to_see_its_presence(client, contact, stranger):
+    client.needs("receipts")
+    running = client.starts("receive")
+    jid = running.bound_or_setup_failed()
+    asked_by_contact = contact.sends_message_asking_receipt(jid)
+    asked_by_stranger = stranger.sends_message_asking_receipt(jid)
+    assert running.shows(asked_by_contact.canary) and running.shows(asked_by_stranger.canary), \
+        "the client did not show both messages (control)"
+    to_contact = contact.receipts_from(running.bare, asked_by_contact, within=client.timeouts.positive)
+    to_stranger = stranger.receipts_from(running.bare, asked_by_stranger, within=client.timeouts.negative)
+    running.ends()
+    note(f"receipts: to the contact {'yes' if to_contact else 'no'}, to the stranger {'yes' if to_stranger else 'no'}")
+    assert not to_stranger, f"the client told a stranger ({stranger.bare}) that it received a message"
