@@ -54,7 +54,8 @@ def forge(kind: str, domain: str) -> Forged:
     window = {"not_before": now - datetime.timedelta(days=30), "not_after": now - datetime.timedelta(days=1)} \
         if kind == "expired" else {}
     cert_pem, key_pem = pki.issue(ca, *names, **window)
-    cert_file, key_file = directory / f"{kind}.crt", directory / f"{kind}.key"
+    # one file per (kind, domain): the cache holds several domains, and none may overwrite another's certificate
+    cert_file, key_file = directory / f"{kind}-{domain}.crt", directory / f"{kind}-{domain}.key"
     cert_file.write_bytes(cert_pem)
     key_file.write_bytes(key_pem)
     key_file.chmod(0o600)
