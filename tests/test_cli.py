@@ -15,6 +15,7 @@ import pytest
 
 from conformance import catalogue
 from conformance.reference.flaws import FLAWS
+from conformance.reference_client.flaws import FLAWS as CLIENT_FLAWS
 
 from hostile import CutAfter, HostileTarget
 from suite_runs import run_cli
@@ -48,7 +49,8 @@ def test_flaws_are_listed_with_the_cases_they_break(tmp_path):
     done = run_cli("flaws", "--json", cwd=tmp_path)
     assert done.returncode == 0
     listed = json.loads(done.stdout)
-    assert [f["name"] for f in listed] == list(FLAWS)
+    assert [f["name"] for f in listed if f["iut"] == "service"] == list(FLAWS)
+    assert [f["name"] for f in listed if f["iut"] == "client"] == list(CLIENT_FLAWS)
     for flaw in listed:
         assert flaw["breaks"] and set(flaw["breaks"]) <= catalogue.cases().keys()
 

@@ -123,6 +123,15 @@ class OnPathAttacker:
         self.rt.call(set_knob)
         return forged
 
+    def terminates_tls_with(self, context: Any) -> None:
+        """Answer the victim's TLS with a server context the caller made (a certificate and TLS offer of its own
+        choosing, e.g. an impostor of a client's service), relaying the plaintext on."""
+        relay = self._relay()
+
+        async def set_knob():
+            relay.terminate_tls(context)
+        self.rt.call(set_knob)
+
     def flips_a_bit_in_next_record(self, where: str = "middle") -> None:
         """Flip one bit in the next TLS application-data record the victim sends to the IUT."""
         relay = self._relay()
@@ -250,6 +259,25 @@ class OnPathAttacker:
             started = loop.time()
             try:
                 await asyncio.wait_for(leg.iut_closed.wait(), bound)
+            except asyncio.TimeoutError:
+                return None
+            return loop.time() - started
+        return self.rt.call(wait, timeout=bound + 5)
+
+    def sees_the_victim_close(self, within: float | None = None) -> float | None:
+        """Seconds from now until the victim closed its latest connection through the attacker, or None if it kept
+        it open for `within` (T_CLOSE) seconds (a client IUT that should drop a tampered connection)."""
+        relay = self._relay()
+        bound = within if within is not None else self.rt.timeouts.close
+        leg = relay.latest_leg()
+        if leg is None:
+            raise SetupFailed("the attacker relayed no connection")
+
+        async def wait():
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            try:
+                await asyncio.wait_for(leg.victim_closed.wait(), bound)
             except asyncio.TimeoutError:
                 return None
             return loop.time() - started

@@ -30,7 +30,9 @@ from .tls import TlsFailure, client_context
 STEP = 10.0  # seconds: the TCP connect, the TLS handshake, each answer during negotiation
 
 # Fatal alerts with which a server answers the client's own offer (no version or cipher suite in common, a downgrade
-# detected): the server refusing what this client asked for, not the connection breaking.
+# detected): the server refusing what this client asked for, not the connection breaking. Even the plaintext-fallback
+# flaw takes these for an answer, so that it stays one mistake (retrying after breakage) rather than also undoing
+# the refusal of a downgraded handshake (IMPP-T1-5, the legacy-tls flaw's).
 NEGOTIATION_ALERTS = frozenset({"protocol_version", "handshake_failure", "insufficient_security",
                                 "inappropriate_fallback"})
 
@@ -91,7 +93,7 @@ async def _attempt(request: Request, report: Reporter, flawed: Flawed, initial_p
         return await _negotiate(conn, stream, request, report, flawed, initial_presence, in_clear=in_clear)
     except TlsFailure as exc:
         await conn.abort(alert=True)  # the handshake's own alert (unknown_ca, bad_certificate...) has gone already
-        if exc.kind != "certificate" and _tls_broke(exc):
+        if _tls_broke(exc):
             raise _TlsBroke(f"TLS failed: {exc.reason}") from None
         raise GaveUp(f"TLS failed: {exc.reason}") from None
     except _TlsBroke:

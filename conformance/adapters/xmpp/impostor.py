@@ -9,13 +9,12 @@ came up) and, where the attacker terminated TLS itself, the client's decrypted p
 
 from __future__ import annotations
 
-import asyncio
 import re
 import ssl
 import warnings
 from typing import Any
 
-from conformance.attacker.on_path import OnPathAttacker
+from conformance.attacker.on_path import OnPathAttacker, RecordMark, VictimTraffic
 from conformance.verdicts import SetupFailed, Unsupported
 
 from .on_path import XmppStreamHooks
@@ -52,18 +51,8 @@ class Impostor:
     def listening_at(self) -> tuple[str, int]:
         return self.attacker.listening_at
 
-    def _arming(self):
-        relay = self.attacker._relay()
-        self._armed_at = len(relay.legs)
-        return relay
-
-    def _set(self, **knobs: Any) -> None:
-        relay = self._arming()
-
-        async def set_knobs():
-            for name, value in knobs.items():
-                setattr(relay, name, value)
-        self.rt.call(set_knobs)
+    def _arming(self) -> None:
+        self._armed_at = len(self.attacker._relay().legs)
 
     # -- arranging --------------------------------------------------------------------------------------------------
 
@@ -86,20 +75,21 @@ class Impostor:
                 raise Unsupported(f"this machine's OpenSSL cannot offer {tls} as a server") from None
         context.load_cert_chain(cert, key)
         self._arming()
-
-        async def arm():
-            self.attacker.relay.terminate_tls(context)
-            self.attacker.relay.rewrite_to_victim = self.hooks.strip_channel_binding
-        self.rt.call(arm)
+        self.attacker.terminates_tls_with(context)
+        self.attacker.rewrites_to_victim(self.hooks.strip_channel_binding)
 
     def strips_starttls(self) -> None:
         """Remove STARTTLS from the service's features and offer SCRAM and PLAIN in clear instead."""
-        self._set(strip_tls_offer=True, rewrite_to_victim=self.hooks.offer_login_in_clear)
+        self._arming()
+        self.attacker.strips_tls_offer()
+        self.attacker.rewrites_to_victim(self.hooks.offer_login_in_clear)
 
     def makes_tls_fail(self, how: str) -> None:
         """Every TLS attempt from now on fails: `refused` (<failure/> to <starttls/>), `reset` (TCP RST after the
-        ClientHello) or `alert` (a fatal internal_error alert)."""
-        self._set(fail_tls=how, rewrite_to_victim=self.hooks.offer_login_in_clear)
+        ClientHello) or `alert` (a fatal internal_error alert); a login in clear is offered instead."""
+        self._arming()
+        self.attacker.makes_tls_fail(how)
+        self.attacker.rewrites_to_victim(self.hooks.offer_login_in_clear)
 
     def tampers_with_server_signature(self) -> None:
         """Alter the ServerSignature in what the service sends the client (with only SCRAM left to choose: the
@@ -110,71 +100,50 @@ class Impostor:
             if tampered != data:
                 self.tampered_signatures += 1
             return tampered
-        self._set(rewrite_to_victim=rewrite)
+        self._arming()
+        self.attacker.rewrites_to_victim(rewrite)
 
     def flips_a_bit_towards_client(self) -> None:
-        relay = self._arming()
-
-        async def arm():
-            self.attacker._flip = relay.flip("middle", towards="victim")
-        self.rt.call(arm)
+        self._arming()
+        self.attacker.flips_a_bit_towards_victim()
 
     def tampered(self) -> str:
         return self.attacker.tampered()
 
-    def marks_records_to_client(self) -> tuple[int, int]:
-        leg = self._latest_leg()
-        return leg.index, leg.records_to_victim_seen
+    def marks_records_to_client(self) -> RecordMark:
+        return self.attacker.mark_records_to_victim()
 
-    def records_to_client_since(self, mark: tuple[int, int]) -> list[bytes]:
-        kept = self.attacker.relay.legs[mark[0]].records_to_victim_since(mark[1])
-        if kept is None:
-            raise SetupFailed("the attacker no longer holds all the records sent to the client since its mark")
-        if not kept:
+    def records_to_client_since(self, mark: RecordMark) -> list[bytes]:
+        records = self.attacker.records_to_victim_since(mark)
+        if not records:
             raise SetupFailed("the attacker saw no TLS record go to the client since its mark")
-        return [record for _, record in kept]
+        return records
 
     def replays_to_client(self, records: list[bytes]) -> None:
-        leg = self._latest_leg()
-        self.rt.call(self.attacker.relay.inject_to_victim, leg, b"".join(records))
+        self.attacker.reinjects_to_victim(records)
 
     # -- observing --------------------------------------------------------------------------------------------------
 
-    def _latest_leg(self):
-        leg = self.attacker._relay().latest_leg()
-        if leg is None:
-            raise SetupFailed("the client made no connection through the attacker")
-        return leg
-
     def sees_client_close(self, within: float | None = None) -> float | None:
         """Seconds until the client closed its connection through the attacker, or None within T_CLOSE."""
-        leg = self._latest_leg()
-        bound = within if within is not None else self.rt.timeouts.close
+        return self.attacker.sees_the_victim_close(within)
 
-        async def wait():
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            try:
-                await asyncio.wait_for(leg.victim_closed.wait(), bound)
-            except asyncio.TimeoutError:
-                return None
-            return loop.time() - started
-        return self.rt.call(wait, timeout=bound + 5)
-
-    def _armed_legs(self) -> list:
-        return self.attacker._relay().legs[self._armed_at:]
-
-    def _cleartext(self) -> list[tuple[str, bytes]]:
-        return [(leg.label, bytes(leg.cleartext_from_victim)) for leg in self._armed_legs()]
+    def _sent(self) -> VictimTraffic:
+        traffic = self.attacker.victim_sent()
+        armed = {leg.label for leg in self.attacker._relay().legs[self._armed_at:]}
+        return VictimTraffic(cleartext=[(label, data) for label, data in traffic.cleartext if label in armed],
+                             decrypted=[(label, data) for label, data in traffic.decrypted if label in armed],
+                             tls_failures=[(label, why) for label, why in traffic.tls_failures if label in armed])
 
     def _decrypted(self) -> bytes:
-        return b"".join(bytes(leg.plaintext_from_victim) for leg in self._armed_legs())
+        return b"".join(data for _, data in self._sent().decrypted)
 
     def saw_client_authenticate(self) -> bool:
-        return b"<auth" in self._decrypted() or any(b"<auth" in data for _, data in self._cleartext())
+        sent = self._sent()
+        return b"<auth" in self._decrypted() or bool(sent.cleartext_contains(b"<auth"))
 
     def saw_client_ask_for_tls(self) -> bool:
-        return any(b"<starttls" in data for _, data in self._cleartext())
+        return bool(self._sent().cleartext_contains(b"<starttls"))
 
     def saw_scram_signature_tampered(self) -> None:
         if self.tampered_signatures:
@@ -191,7 +160,7 @@ class Impostor:
     def client_cleartext_findings(self, secrets: tuple[str, ...] = ()) -> list[str]:
         """What the client sent outside TLS that it must not: credentials, stanzas, or any of `secrets`."""
         findings = []
-        for label, data in self._cleartext():
+        for label, data in self._sent().cleartext:
             for marker, what in _CLEARTEXT_FORBIDDEN.items():
                 if marker in data:
                     findings.append(f"{what} on {label}")
