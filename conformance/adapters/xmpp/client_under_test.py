@@ -93,7 +93,7 @@ class RunningClient:
 
     def is_bound(self, within: float | None = None) -> str | None:
         """The full JID the client bound, once it has (None: it did not within `within`, or gave up)."""
-        event = self._wait(lambda e: e.get("event") in ("bound", "failed"), within or self.owner.timeout)
+        event = self._wait(lambda e: e.get("event") in ("bound", "failed"), within or self.rt.timeouts.step)
         return str(event.get("jid")) if event is not None and event.get("event") == "bound" else None
 
     @property

@@ -5,6 +5,7 @@ whoever may give them."""
 import pytest
 
 from conformance.marks import case
+from conformance.verdicts import positive_control
 
 IMPOSTOR_CERTIFICATES = ("self-signed", "rogue-ca", "wrong-name", "expired", "other-domain")
 
@@ -12,7 +13,8 @@ IMPOSTOR_CERTIFICATES = ("self-signed", "rogue-ca", "wrong-name", "expired", "ot
 @case("IMPP-5.2-3")
 def test_client_proves_its_identity_and_never_with_plain_next_to_scram(client, service):
     run = client.logs_in()
-    assert run.bound, f"the client did not log in to the genuine service: {run}"
+    with positive_control():
+        assert run.bound, f"the client did not log in to the genuine service: {run}"
     mechanism = service.mechanism_used_by(run)
     assert mechanism is not None, "the client bound a session without authenticating (no <auth/> seen)"
     assert mechanism != "PLAIN", \
@@ -22,7 +24,8 @@ def test_client_proves_its_identity_and_never_with_plain_next_to_scram(client, s
 @case("IMPP-5.2-3", step="mechanism_preference")
 def test_client_picks_the_strongest_mechanism_offered(client, service):
     run = client.logs_in()
-    assert run.bound, f"the client did not log in to the genuine service: {run}"
+    with positive_control():
+        assert run.bound, f"the client did not log in to the genuine service: {run}"
     stronger = service.stronger_mechanisms_offered_to(run)
     assert not stronger, \
         f"the client chose {service.mechanism_used_by(run)} although the service offered {', '.join(stronger)}"
@@ -33,7 +36,8 @@ def test_client_picks_the_strongest_mechanism_offered(client, service):
 def test_client_aborts_before_authenticating_to_an_impostor(client, impostor, certificate):
     impostor.presents("genuine")  # control: through the same attacker, the service's own certificate works
     control = client.logs_in(via=impostor)
-    assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    with positive_control():
+        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
     impostor.presents(certificate)
     run = client.logs_in(via=impostor)
     assert not impostor.saw_client_authenticate(), \
@@ -45,7 +49,8 @@ def test_client_aborts_before_authenticating_to_an_impostor(client, impostor, ce
 def test_client_refuses_a_service_whose_scram_signature_is_wrong(client, impostor):
     impostor.presents("genuine")  # a stolen or mis-issued certificate: TLS alone cannot tell
     control = client.logs_in(via=impostor)
-    assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    with positive_control():
+        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
     impostor.tampers_with_server_signature()
     run = client.logs_in(via=impostor)
     impostor.saw_scram_signature_tampered()
@@ -65,7 +70,8 @@ def test_sender_takes_a_receipt_only_from_the_addressee(client, contact, strange
     contact.acknowledges(sent["id"], to=running.full_jid)
     genuine = running.shows_receipt(sent["id"], sender=contact.bare)  # control, and the fence: after the forgery
     run = running.ends()
-    assert genuine, f"the client never took the addressee's genuine receipt for {sent['id']}: {run}"
+    with positive_control():
+        assert genuine, f"the client never took the addressee's genuine receipt for {sent['id']}: {run}"
     forged = running.receipts(sent["id"], sender=stranger.bare)
     assert not forged, f"the client marked its message delivered on a receipt from {stranger.bare}: {forged}"
 
@@ -79,7 +85,8 @@ def test_client_ignores_a_roster_push_not_from_its_own_account(client, contact):
     running.bound_or_setup_failed()
     canary = contact.pushes_roster_item(running.full_jid)
     control = contact.sends_message(running.full_jid)  # fence: the same stream, delivered after the forged push
-    assert running.shows(control.canary), "the client did not show a contact's message (control)"
+    with positive_control():
+        assert running.shows(control.canary), "the client did not show a contact's message (control)"
     run = running.ends()
     assert not run.shown(canary), f"the client applied a roster push from {contact.bare}: {run.shown(canary)}"
 
@@ -91,6 +98,7 @@ def test_client_ignores_a_message_carbon_not_from_its_own_account(client, contac
     running.bound_or_setup_failed()
     canary = stranger.sends_carbon_copy(running.full_jid, claiming=contact.full_jid)
     control = contact.sends_message(running.full_jid)  # fence: delivered after the forged carbon
-    assert running.shows(control.canary), "the client did not show a contact's message (control)"
+    with positive_control():
+        assert running.shows(control.canary), "the client did not show a contact's message (control)"
     run = running.ends()
     assert not run.shown(canary), f"the client accepted a carbon copy sent by {stranger.bare}: {run.shown(canary)}"
