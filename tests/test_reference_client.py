@@ -15,7 +15,6 @@ import pytest
 import scramp
 
 from conformance import pki
-from conformance.reference.launcher import ReferenceProcess
 from conformance.reference_client import auth, policy
 from conformance.reference_client.flaws import FLAWS, UnknownFlaw, check, switched_on
 from conformance.reference_client.login import _tls_broke
@@ -38,12 +37,6 @@ CLEAN = flawed()
 
 # -- the reference service and the requests -------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory):
-    process = ReferenceProcess(tmp_path_factory.mktemp("reference-service"))
-    profile = process.start()
-    yield profile
-    process.stop()
 
 
 def request_for(profile, account: str = "alice", **fields) -> dict:
@@ -106,9 +99,10 @@ def test_request_parsing_checks_fields(tmp_path):
 # -- against the reference service --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tls", ["starttls", "direct"])
-def test_login_secures_authenticates_with_scram_and_binds(service, tls):
-    port = service.target.port if tls == "starttls" else int(service.target.listeners[0].rsplit(":", 1)[1])
-    result = run("login", request_for(service, tls=tls, port=port))
+def test_login_secures_authenticates_with_scram_and_binds(reference_service, tls):
+    target = reference_service.target
+    port = target.port if tls == "starttls" else int(target.listeners[0].rsplit(":", 1)[1])
+    result = run("login", request_for(reference_service, tls=tls, port=port))
     assert result.done, f"{result}: {result.events} {result.stderr}"
     assert names(result) == ["connected", "secured", "authenticated", "bound", "sent", "closed"]
     secured, authenticated, bound = result.of("secured")[0], result.of("authenticated")[0], result.of("bound")[0]
@@ -118,19 +112,19 @@ def test_login_secures_authenticates_with_scram_and_binds(service, tls):
     assert result.of("closed") == [{"event": "closed", "by": "client"}]
 
 
-def test_a_wrong_password_is_refused_with_exit_1(service):
-    result = run("login", request_for(service, password="not-the-password"))
+def test_a_wrong_password_is_refused_with_exit_1(reference_service):
+    result = run("login", request_for(reference_service, password="not-the-password"))
     assert result.refused, result
     assert "not-authorized" in result.of("failed")[0]["reason"] and not result.of("bound")
 
 
-def test_send_message_reaches_another_account_and_set_presence_carries_its_status(service):
+def test_send_message_reaches_another_account_and_set_presence_carries_its_status(reference_service):
     async def scenario():
-        inbox = await runner.start(CLIENT, "receive", request_for(service, "bob"))
+        inbox = await runner.start(CLIENT, "receive", request_for(reference_service, "bob"))
         try:
             assert await inbox.wait_for(lambda e: e.get("event") == "bound", 10), inbox.events
             sender = await runner.run(CLIENT, "send-message", request_for(
-                service, to=f"bob@{DOMAIN}", body="hello <bob> & co", receipt=True), timeout=RUN_SECONDS)
+                reference_service, to=f"bob@{DOMAIN}", body="hello <bob> & co", receipt=True), timeout=RUN_SECONDS)
             shown = await inbox.wait_for(lambda e: e.get("kind") == "message", 10)
         finally:
             received = await inbox.finish(10)
@@ -145,7 +139,7 @@ def test_send_message_reaches_another_account_and_set_presence_carries_its_statu
     assert shown.get("stanza_id"), "the reference service stamps a XEP-0359 stanza-id by the inbox's own JID"
     assert received.done and received.of("closed") == [{"event": "closed", "by": "client"}]
 
-    presence = run("set-presence", request_for(service, status="out to lunch"))
+    presence = run("set-presence", request_for(reference_service, status="out to lunch"))
     assert presence.done and presence.of("sent")[0] == {"event": "sent", "kind": "presence", "status": "out to lunch"}
 
 

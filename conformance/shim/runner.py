@@ -83,9 +83,8 @@ class ShimProcess:
 
     async def _read_events(self) -> None:
         while True:
-            try:
-                line = await self.process.stdout.readline()
-            except ValueError:  # longer than MAX_LINE_BYTES: asyncio has dropped what it buffered of it
+            line = await _next_line(self.process.stdout)
+            if line is None:  # longer than MAX_LINE_BYTES: dropped whole, however it arrived
                 self._cut.append(f"; a line over {MAX_LINE_BYTES} bytes dropped")
                 continue
             if not line:
@@ -200,6 +199,26 @@ async def run(command: list[str], action: str, request: dict[str, Any], *, timeo
     seconds."""
     shim = await start(command, action, request, cwd=cwd)
     return await shim.finish(timeout)
+
+
+async def _next_line(reader: asyncio.StreamReader) -> bytes | None:
+    """The next line (b"" at the end); None for a line over the reader's limit, which is read to its end and
+    dropped (readline() would drop only what was buffered and return the rest of it as a line of its own)."""
+    try:
+        return await reader.readuntil(b"\n")
+    except asyncio.IncompleteReadError as exc:
+        return exc.partial  # the end: a last line without newline, or b""
+    except asyncio.LimitOverrunError as exc:
+        consumed = exc.consumed
+    while True:
+        try:
+            await reader.readexactly(consumed)
+            await reader.readuntil(b"\n")
+            return None
+        except asyncio.IncompleteReadError:
+            return None
+        except asyncio.LimitOverrunError as exc:
+            consumed = exc.consumed
 
 
 def _event(line: bytes) -> dict[str, Any]:

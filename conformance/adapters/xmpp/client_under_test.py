@@ -149,8 +149,9 @@ class RunningClient:
             self.owner._record(self.label, result)
             self.run = ClientRun(result, self.owner.stand_in.streams_of(ACCOUNT, self.mark))
             if result.broken:
+                tail = result.stderr.strip().splitlines()[-1:] or [""]
                 raise SetupFailed(f"the client's shim failed as a program: {result}"
-                                  f"{'; stderr: ' + result.stderr.strip().splitlines()[-1] if result.stderr.strip() else ''}")
+                                  f"{'; stderr: ' + tail[0] if tail[0] else ''}")
         return self.run
 
 
