@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from conformance.adapters.xmpp import XmppAdapter
-from conformance.adapters.xmpp.client_under_test import ClientTarget
+from conformance.adapters.xmpp.client_under_test import ClientTarget, shim_request
 from conformance.adapters.xmpp.stand_in import StandIn
 from conformance.evidence import write_case_evidence
 from conformance.profile import Profile
@@ -90,12 +90,7 @@ class ClientSide:
         target = ClientTarget(self.target.name, self.target.command, self.target.timeout, actions, features)
         if "login" not in actions:
             raise ClientSideError("the client's shim does not implement 'login', which every client case needs")
-        profile = self.adapter.profile
-        account = profile.account("alice")
-        request = {"host": self.adapter.address[0], "port": self.adapter.address[1], "tls": "starttls",
-                   "domain": profile.target.domain, "ca_file": str(profile.target.ca_file),
-                   "jid": f"{account.username}@{profile.target.domain}", "password": account.password,
-                   "resource": "preflight", "to": "", "body": "", "status": "", "linger": 10, "receipt": False}
+        request = shim_request(self.adapter.profile, self.adapter.address, resource="preflight", linger=10)
         shim = await runner.start(command, "login", request)
         bound = await shim.wait_for(lambda e: e.get("event") in ("bound", "failed"), target.timeout)
         login = await shim.finish(target.timeout)

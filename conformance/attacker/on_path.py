@@ -248,25 +248,15 @@ class OnPathAttacker:
     def sees_the_iut_close(self, within: float | None = None) -> float | None:
         """Seconds from the tampering (or from now) until the IUT closed the victim's connection, or None if it
         kept it open for `within` (T_CLOSE) seconds."""
-        relay = self._relay()
-        bound = within if within is not None else self.rt.timeouts.close
-        leg = relay.latest_leg()
-        if leg is None:
-            raise SetupFailed("the attacker relayed no connection")
-
-        async def wait():
-            loop = asyncio.get_running_loop()
-            started = loop.time()
-            try:
-                await asyncio.wait_for(leg.iut_closed.wait(), bound)
-            except asyncio.TimeoutError:
-                return None
-            return loop.time() - started
-        return self.rt.call(wait, timeout=bound + 5)
+        return self._seconds_until("iut_closed", within)
 
     def sees_the_victim_close(self, within: float | None = None) -> float | None:
         """Seconds from now until the victim closed its latest connection through the attacker, or None if it kept
         it open for `within` (T_CLOSE) seconds (a client IUT that should drop a tampered connection)."""
+        return self._seconds_until("victim_closed", within)
+
+    def _seconds_until(self, closed: str, within: float | None) -> float | None:
+        """Wait up to `within` (T_CLOSE) for the latest leg's `closed` event ("iut_closed" or "victim_closed")."""
         relay = self._relay()
         bound = within if within is not None else self.rt.timeouts.close
         leg = relay.latest_leg()
@@ -277,7 +267,7 @@ class OnPathAttacker:
             loop = asyncio.get_running_loop()
             started = loop.time()
             try:
-                await asyncio.wait_for(leg.victim_closed.wait(), bound)
+                await asyncio.wait_for(getattr(leg, closed).wait(), bound)
             except asyncio.TimeoutError:
                 return None
             return loop.time() - started

@@ -604,25 +604,13 @@ class _LegState:
                     await self._write("in", data, record=False)
                     return
                 for record in records:
-                    if record.content_type == APPLICATION_DATA and self.relay._flips_to_victim:
-                        flip = self.relay._flips_to_victim.pop(0)
-                        offset = flip_bit(record, flip.where)
-                        flip.detail = (f"flipped the low bit of byte {offset} ({flip.where}) of a "
-                                       f"{record.fragment_length}-byte application_data record to the victim")
-                        self.recorder.event(self.leg.label, flip.detail)
-                        flip.done.set()
+                    self._flip_if_armed(record, self.relay._flips_to_victim, " to the victim")
                     self.leg.keep_record_to_victim(bytes(record.data))
                 await self._write("in", b"".join(record.data for record in records), record=False)
                 return
             records = self.splitter.feed(data)
             for record in records:
-                if record.content_type == APPLICATION_DATA and self.relay._flips:
-                    flip = self.relay._flips.pop(0)
-                    offset = flip_bit(record, flip.where)
-                    flip.detail = (f"flipped the low bit of byte {offset} ({flip.where}) of a {record.fragment_length}"
-                                   f"-byte application_data record")
-                    self.recorder.event(self.leg.label, flip.detail)
-                    flip.done.set()
+                self._flip_if_armed(record, self.relay._flips, "")
             await self._write("out", b"".join(record.data for record in records), record=True)
         else:  # terminated: decrypt from one side, encrypt for the other
             if side == "out":
@@ -645,6 +633,17 @@ class _LegState:
                     if released:
                         await self._write("in", self.victim_end.send(released), record=False)
                 await self._write("out", self.iut_end.leftover(), record=True)  # what was held for the handshake
+
+    def _flip_if_armed(self, record, flips: list[Flip], towards: str) -> None:
+        """Flip a bit of `record` for the first armed flip of `flips`, if it is application data."""
+        if record.content_type != APPLICATION_DATA or not flips:
+            return
+        flip = flips.pop(0)
+        offset = flip_bit(record, flip.where)
+        flip.detail = (f"flipped the low bit of byte {offset} ({flip.where}) of a {record.fragment_length}-byte "
+                       f"application_data record{towards}")
+        self.recorder.event(self.leg.label, flip.detail)
+        flip.done.set()
 
     async def _flush_alerts(self) -> None:
         for end, side in ((self.victim_end, "in"), (self.iut_end, "out")):

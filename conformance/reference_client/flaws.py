@@ -7,15 +7,9 @@ no other verdict. The code of a flaw lives next to the behaviour it breaks, guar
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable, Iterable
 
-
-@dataclasses.dataclass(frozen=True)
-class Flaw:
-    name: str
-    summary: str
-    breaks: tuple[str, ...]
+from conformance.reference.flaws import Flaw  # one shape for the flaws of both references
 
 
 _FLAWS = [

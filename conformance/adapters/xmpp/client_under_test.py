@@ -13,6 +13,7 @@ import itertools
 import json
 from typing import Any, Callable
 
+from conformance.profile import Profile
 from conformance.shim import runner
 from conformance.shim.runner import ShimProcess, ShimRun
 from conformance.verdicts import SetupFailed, Unsupported
@@ -33,6 +34,18 @@ class ClientTarget:
     timeout: float
     actions: frozenset[str] = frozenset()
     features: frozenset[str] = frozenset()
+
+
+def shim_request(profile: Profile, address: tuple[str, int], **fields: Any) -> dict[str, Any]:
+    """The shim's request (contract REQUEST_FIELDS) for the client's account on the stand-in `profile` describes,
+    connecting to `address` (the service's, or an attacker's in front of it); `fields` set the action's own."""
+    domain, account = profile.target.domain, profile.account(ACCOUNT)
+    request = {"host": address[0], "port": address[1], "tls": "starttls", "domain": domain,
+               "ca_file": str(profile.target.ca_file), "jid": f"{account.username}@{domain}",
+               "password": account.password, "resource": f"iut-{next(_RUNS)}", "to": "", "body": "", "status": "",
+               "linger": 30.0, "receipt": False}
+    request.update(fields)
+    return request
 
 
 def _text_of(event: dict[str, Any]) -> str:
@@ -183,20 +196,12 @@ class ClientUnderTest:
         if feature not in self.target.features:
             raise Unsupported(f"the client's shim does not offer '{feature}' (docs/shim.md), which this check needs")
 
-    def _request(self, via: Any, fields: dict[str, Any]) -> dict[str, Any]:
-        host, port = via.listening_at if via is not None else self.rt.address
-        request = {"host": host, "port": port, "tls": "starttls", "domain": self.rt.domain,
-                   "ca_file": str(self.rt.profile.target.ca_file), "jid": f"{self.account.username}@{self.rt.domain}",
-                   "password": self.account.password, "resource": f"iut-{next(_RUNS)}", "to": "", "body": "",
-                   "status": "", "linger": self.timeout, "receipt": False}
-        request.update(fields)
-        return request
-
     def starts(self, action: str = "login", *, via: Any = None, **fields: Any) -> RunningClient:
         """Start the shim's `action` against the stand-in (through `via`, an on-path attacker, if given)."""
         if self.target.actions and action not in self.target.actions:
             raise Unsupported(f"the client's shim does not implement '{action}'")
-        request = self._request(via, fields)
+        address = via.listening_at if via is not None else self.rt.address
+        request = shim_request(self.rt.profile, address, **{"linger": self.timeout, **fields})
         label = self.rt.recorder.endpoint("client").label
         shown = {k: ("***" if k == "password" else v) for k, v in request.items()}
         self.rt.recorder.event(label, f"shim {action}: {' '.join(self.target.command)} with {json.dumps(shown)}")
