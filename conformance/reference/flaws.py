@@ -37,6 +37,10 @@ _FLAWS = [
          "swallows TLS errors (a record failing its integrity check, a replayed handshake) and leaves the "
          "connection open and silent instead of closing it",
          ("IMPP-5.8-1", "IMPP-T1-7")),
+    Flaw("early-data-acted-on",
+         "takes TLS 1.3 early data (0-RTT) on its direct-TLS port and acts on it before the handshake completes, "
+         "with single-use tickets off, so a recorded ClientHello replayed later is served again",
+         ("IMPP-5.8-4",)),
     Flaw("plaintext-side-door",
          "its second client port is a legacy plaintext port: STARTTLS offered but not required, SASL PLAIN and "
          "stanzas taken in clear",

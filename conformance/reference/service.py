@@ -121,14 +121,24 @@ class Service:
         self.log(f"listening on {self.config.host}:{port} as {self.config.domain}; flaws: {sorted(self.flaws) or 'none'}")
         # A second door for clients, as real deployments have: direct TLS (XEP-0368). Under the flaw
         # 'plaintext-side-door' it is a legacy port that serves plaintext streams without requiring STARTTLS.
+        # Under 'early-data-acted-on' its TLS takes 0-RTT early data and serves it at once (early_data_door.py).
         plaintext = self.flawed("plaintext-side-door")
-        self._side_door = await asyncio.start_server(
-            lambda r, w: self._accept(r, w, direct_tls=not plaintext, plaintext_door=plaintext),
-            self.config.host, self.config.side_door_port, ssl=None if plaintext else self.tls_context,
-            reuse_address=True, limit=64 * 1024)
+        if self.flawed("early-data-acted-on"):
+            from . import early_data_door
+            context = early_data_door.server_context(self)
+            door = "direct TLS taking 0-RTT early data"
+            self._side_door = await asyncio.start_server(
+                lambda r, w: early_data_door.serve(self, context, r, w,
+                                                   lambda r2, w2: self._accept(r2, w2, direct_tls=True)),
+                self.config.host, self.config.side_door_port, reuse_address=True, limit=64 * 1024)
+        else:
+            door = "plaintext" if plaintext else "direct TLS"
+            self._side_door = await asyncio.start_server(
+                lambda r, w: self._accept(r, w, direct_tls=not plaintext, plaintext_door=plaintext),
+                self.config.host, self.config.side_door_port, ssl=None if plaintext else self.tls_context,
+                reuse_address=True, limit=64 * 1024)
         self.side_door_port = self._side_door.sockets[0].getsockname()[1]
-        self.log(f"second client listener on {self.config.host}:{self.side_door_port} "
-                 f"({'plaintext' if plaintext else 'direct TLS'})")
+        self.log(f"second client listener on {self.config.host}:{self.side_door_port} ({door})")
         # Inbound server-to-server (s2s.py): other domains' servers, authenticated by certificate (XEP-0178).
         self._s2s = await asyncio.start_server(self._accept_s2s, self.config.host, self.config.s2s_port,
                                                reuse_address=True, limit=64 * 1024)

@@ -119,6 +119,44 @@ class TlsOutcome:
         return f"{self.answer} to a ClientHello offering {self.offered}"
 
 
+@dataclasses.dataclass(frozen=True)
+class EarlyData:
+    """What one of the IUT's TLS doors did with TLS 1.3 0-RTT early data (RFC 8446 §2.3)."""
+
+    door: str  # which way in: the client port, or a listener of the profile
+    tickets: tuple[int, ...] = ()  # max_early_data_size of each session ticket the IUT issued (0: no early data)
+    resumed: bool = False  # the resumption with early data resumed the session
+    accepted: bool = False  # the IUT accepted the early data (early_data in its EncryptedExtensions)
+    answered_early: str | None = None  # what it answered to the <auth/> in the early data before the handshake ended
+    answered: str | None = None  # what it answered by the end (the control: the resumed connection works)
+    replays: int = 0  # times the recorded first flight was sent again on new connections
+    resumed_again: int = 0  # of those, how many the IUT resumed again (pre_shared_key in its ServerHello)
+    unsupported: str | None = None  # why the harness could not try (its OpenSSL bindings lack early data)
+    no_tls: str | None = None  # why there is no TLS 1.3 session at this door (then there is no early data either)
+
+    @property
+    def offered(self) -> bool:
+        return any(self.tickets)
+
+    def replayed(self, times: int, resumed_again: int) -> "EarlyData":
+        return dataclasses.replace(self, replays=times, resumed_again=resumed_again)
+
+    def __str__(self) -> str:
+        if self.unsupported or self.no_tls:
+            return f"{self.door}: {self.unsupported or 'no TLS 1.3 session: ' + self.no_tls}"
+        if not self.tickets:
+            return f"{self.door}: no session ticket"
+        if not self.offered:
+            return f"{self.door}: {len(self.tickets)} session ticket(s), none allowing early data"
+        when = f"before the handshake completed ({self.answered_early})" if self.answered_early else \
+            "only once the handshake completed"
+        return (f"{self.door}: tickets allow {max(self.tickets)} bytes of early data; resuming with early data, the "
+                f"session was {'' if self.resumed else 'not '}resumed and the early data "
+                f"{'accepted' if self.accepted else 'declined'}; the <auth/> it held was answered {when}, "
+                f"{self.answered or 'no answer at all'} in the end; the recorded first flight, sent again "
+                f"{self.replays} times, was resumed {self.resumed_again} times")
+
+
 @dataclasses.dataclass
 class Abuse:
     """What became of one abusive input a party sent: the IUT's reaction on the stream that carried it, and, where

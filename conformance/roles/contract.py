@@ -104,6 +104,8 @@ UNAUTHENTICATED = {
     "connect_as_after_sasl": "a stream where a party authenticated but never bound a session",
     "offers_tls": "start TLS on a fresh connection with a chosen offer (highest version, weak suites, "
                   "TLS_FALLBACK_SCSV, deflate) and report the IUT's first answer",
+    "resumes_with_early_data": "at each TLS door, resume with TLS 1.3 early data holding a stream header and a "
+                               "SASL <auth/>, see what the IUT does with it, and send that first flight again",
 }
 STREAM = {
     "offer": "what the IUT offered before anything was negotiated",

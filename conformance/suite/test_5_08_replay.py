@@ -1,7 +1,7 @@
 """§5.8 No replay of presence information: what an eavesdropper recorded cannot be used again."""
 
 from conformance.marks import case
-from conformance.verdicts import check, positive_control
+from conformance.verdicts import Unsupported, check, note, positive_control
 
 
 @case("IMPP-5.8-2")
@@ -35,3 +35,19 @@ def test_a_recorded_session_cannot_be_replayed(alice, bob, mitm):
                          f"(RFC 8446 §4.1.2) and the connection end within T_HS")
     bob.has_received_once(old_presence)
     bob.has_received_once(note)
+
+
+@case("IMPP-5.8-4")
+def test_early_data_is_never_acted_on_before_the_handshake_completes(unauthenticated):
+    for door in unauthenticated.resumes_with_early_data():
+        if door.unsupported:
+            raise Unsupported(str(door))
+        if not door.offered:
+            note(str(door))  # never offered: nothing to replay (the catalogue's INFO)
+            continue
+        with positive_control():
+            check(door.answered, f"{door}: the resumed connection never answered the stream it opened")
+        check(not door.answered_early,
+              f"{door}: the IUT acted on 0-RTT early data before the handshake completed, so whoever recorded that "
+              f"first flight can have it acted on again (RFC 8446 §8, §E.5)")
+        note(str(door))

@@ -89,6 +89,7 @@ HELLO_RETRY_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 # TLS record content types (RFC 8446 §5.1) and the handshake type of ServerHello (§4).
 ALERT, HANDSHAKE = 21, 22
 SERVER_HELLO = 2
+PRE_SHARED_KEY = 41  # the ServerHello extension that says a session was resumed (RFC 8446 §4.2.11)
 MAX_RECORD = 2 ** 14 + 2048  # largest TLSCiphertext a peer may send
 MAX_ANSWER = 64 * 1024  # bytes read before giving up on finding a ServerHello or an Alert
 
@@ -163,6 +164,7 @@ class ServerHello:
     cipher: int
     compression: int
     retry: bool = False  # a HelloRetryRequest (TLS 1.3): the IUT took the version but wants another key share
+    resumed: bool = False  # pre_shared_key (TLS 1.3, RFC 8446 §4.2.11): the IUT resumed a session the hello offered
 
     @property
     def version_name(self) -> str:
@@ -267,7 +269,8 @@ def _server_hello(message: bytes) -> Answer:
         compression = hello.comp[0] if isinstance(hello.comp, list) else hello.comp
         # header (4) + legacy_version (2), then the 32-byte random
         return ServerHello(version=version, cipher=hello.cipher, compression=compression,
-                           retry=message[6:38] == HELLO_RETRY_RANDOM)
+                           retry=message[6:38] == HELLO_RETRY_RANDOM,
+                           resumed=any(extension.type == PRE_SHARED_KEY for extension in hello.ext or []))
     except Exception as exc:  # a hostile or broken ServerHello is an answer too, never a harness crash
         return NotTls(f"a ServerHello scapy cannot parse: {exc}")
 
@@ -281,10 +284,16 @@ async def probe(conn: Connection, hello: Hello, *, timeout: float) -> Answer:
     should drop the connection afterwards."""
     record = hello.to_bytes()
     conn.recorder.event(conn.label, f"TLS probe: ClientHello offering {hello} ({len(record)} bytes) {record.hex()}")
+    return await send_and_read(conn, record, timeout=timeout)
+
+
+async def send_and_read(conn: Connection, flight: bytes, *, timeout: float) -> Answer:
+    """Send `flight` (a ClientHello, and whatever follows it) as the first TLS bytes on `conn`, and wait (at most
+    `timeout`) for the IUT's first answer."""
     reader = AnswerReader()
 
     async def answer() -> Answer:
-        await conn._write_socket(record)
+        await conn._write_socket(flight)
         while True:
             got = reader.feed(await conn._read_socket())
             if got is not None:

@@ -8,7 +8,7 @@ import asyncio
 import dataclasses
 from typing import TYPE_CHECKING
 
-from conformance.roles import Reaction, TlsOutcome, Update
+from conformance.roles import EarlyData, Reaction, TlsOutcome, Update
 from conformance.transport.connection import ConnectionClosed
 from conformance.verdicts import SetupFailed, Unsupported, Violation, negative_check, note
 
@@ -333,6 +333,32 @@ class Unauthenticated:
                 cipher=tls_hello.suite_name(server_hello.cipher) if server_hello else None,
                 compression=(tls_hello.COMPRESSION_NAMES.get(server_hello.compression, str(server_hello.compression))
                              if server_hello else None))
+        return self.rt.call(run)
+
+    def resumes_with_early_data(self) -> list[EarlyData]:
+        """At each TLS door of the service (the client port, then each tcp:// listener of the profile), resume a
+        session with TLS 1.3 early data holding a stream header and a SASL <auth/>, and send that first flight
+        again later (early_data.py says how)."""
+        from . import early_data
+
+        target = self.rt.profile.target
+        doors = [early_data.Door(self.rt, f"the client port ({'direct TLS' if target.tls == 'direct' else 'STARTTLS'})",
+                                 self.rt.address, starttls=target.tls != "direct")]
+        for listener in target.listeners:
+            scheme, _, rest = listener.partition("://")
+            host, _, port = rest.rstrip("/").rpartition(":")
+            if scheme == "tcp" and host and port.isdigit():
+                doors.append(early_data.Door(self.rt, listener, (host.strip("[]"), int(port)), starttls=False))
+        username = next(iter(self.rt.profile.accounts.values())).username if self.rt.profile.accounts else "alice"
+
+        async def run() -> list[EarlyData]:
+            outcomes = []
+            for door in doors:
+                try:
+                    outcomes.append(await early_data.attempt(self.rt, door, username))
+                except early_data.NoTls as exc:
+                    outcomes.append(EarlyData(door=door.name, no_tls=str(exc)))
+            return outcomes
         return self.rt.call(run)
 
     @property
