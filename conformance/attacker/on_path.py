@@ -150,8 +150,8 @@ class OnPathAttacker:
 
     def makes_tls_fail(self, how: str | None) -> None:
         """From now on every TLS attempt through the attacker fails: `refused` (the request for TLS answered with
-        the protocol's refusal; with direct TLS as `reset`), `reset` (TCP RST after the victim's ClientHello) or
-        `alert` (a fatal internal_error alert to it); None stops failing TLS."""
+        the protocol's refusal; with direct TLS as `reset`), `reset` (TCP RST after the victim's ClientHello),
+        `alert` (a fatal internal_error alert to it) or `silent` (no answer to it, ever); None stops failing TLS."""
         if how is not None and how not in FAIL_TLS_MODES:
             raise ValueError(f"unknown TLS failure {how!r}; one of {', '.join(FAIL_TLS_MODES)}")
         self._set(fail_tls=how)

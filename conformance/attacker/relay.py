@@ -15,8 +15,9 @@ with timestamps on the relay-to-IUT side. Knobs, set by the test while it runs, 
   arrival times), so a flight of them can be sent again (a replay towards the victim);
 * `fail_tls`: make every TLS attempt fail, on every leg while it is set: `refused` (the adapter's refusal instead of
   passing the victim's request for TLS on; with direct TLS, where nothing is requested, as `reset`), `reset` (a
-  TCP RST once the victim's first TLS bytes arrive) or `alert` (a fatal internal_error alert instead of a
-  ServerHello); the IUT's side is closed too;
+  TCP RST once the victim's first TLS bytes arrive), `alert` (a fatal internal_error alert instead of a
+  ServerHello; the IUT's side is closed too) or `silent` (the victim's TLS bytes go nowhere and nothing answers
+  them: a ServerHello that never comes, until the victim gives up);
 * `rewrite_to_victim`: a function applied to what goes to the victim in plaintext (before TLS, or inside TLS the
   attacker terminates), e.g. altering a SASL exchange. A unit may come in pieces, so while a rewrite is set the
   relay holds back what goes to the victim as long as the adapter says it ends inside a unit the rewrite may need
@@ -55,7 +56,7 @@ MAX_KEPT_RECORDS = 2000  # TLS records to the victim kept per leg for re-injecti
 MAX_KEPT_BYTES = 4 * 1024 * 1024  # ... within this many bytes; also the bound on the victim's kept clear/plaintext
 HOLD_LIMIT = 64 * 1024  # at most this much is held back for a rewrite waiting for a complete unit
 FATAL_INTERNAL_ERROR = bytes([21, 3, 3, 0, 2, 2, 80])  # alert record: fatal (2), internal_error (80)
-FAIL_TLS_MODES = ("refused", "reset", "alert")
+FAIL_TLS_MODES = ("refused", "reset", "alert", "silent")
 
 
 class LegOver(Exception):
@@ -376,6 +377,7 @@ class _LegState:
         self.recorder = relay.recorder
         self._tail = b""  # end of the previous chunk from the IUT, so a split <proceed/> is still seen
         self._victim_tls_seen = False  # the victim's first TLS bytes (its ClientHello) arrived
+        self._silenced = False  # fail_tls 'silent': the victim's TLS bytes are swallowed, never answered
         self._held = b""  # plaintext for the victim held back for a rewrite until its unit is complete
 
     async def begin_tls(self) -> None:
@@ -574,6 +576,12 @@ class _LegState:
             how = self.relay.fail_tls
             if how in ("reset", "alert") or (how == "refused" and self.relay.hooks.direct_tls):
                 await self._fail_tls(how)
+            if how == "silent":
+                self._silenced = True
+                self.leg.tls_failure = "the attacker never answered the victim's ClientHello"
+                self.recorder.event(self.leg.label, f"{self.leg.tls_failure}: its TLS bytes go nowhere")
+        if side == "out" and self._silenced:
+            return
         if phase == "plaintext":
             if side == "in":
                 data = self._release(data)

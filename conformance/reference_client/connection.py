@@ -74,7 +74,7 @@ class Connection:
             await asyncio.wait_for(handshake(), timeout)
         except asyncio.TimeoutError:
             self.failed = True
-            raise TlsFailure(f"no TLS handshake within {timeout:g}s", "local") from None
+            raise TlsFailure(f"no TLS handshake within {timeout:g}s", "broken") from None
         except ConnectionLost as exc:
             self.failed = True
             raise TlsFailure(f"{exc} during the TLS handshake", "broken") from None

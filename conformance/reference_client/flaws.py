@@ -21,7 +21,7 @@ _FLAWS = [
          "logs in without TLS when the service offers no STARTTLS",
          ("IMPP-T1-3",)),
     Flaw("client-plaintext-fallback",
-         "after TLS fails (refused, reset, alert, handshake error) reconnects once without TLS and logs in in clear",
+         "after TLS fails (refused, reset, alert, no ServerHello) reconnects once without TLS and logs in in clear",
          ("IMPP-5.7-2",)),
     Flaw("client-legacy-tls",
          "accepts TLS 1.0/1.1 and every cipher suite, SECLEVEL 0",

@@ -27,7 +27,8 @@ from .request import Request
 from .stream import StreamEnded, XmppStream, is_features
 from .tls import TlsFailure, client_context
 
-STEP = 10.0  # seconds: the TCP connect, the TLS handshake, each answer during negotiation
+STEP = 10.0  # seconds: the TCP connect, each answer during negotiation
+HANDSHAKE = 1.5  # seconds for the TLS handshake: a server silent that long after the ClientHello is taken for gone
 
 # Fatal alerts with which a server answers the client's own offer (no version or cipher suite in common, a downgrade
 # detected): the server refusing what this client asked for, not the connection breaking. Even the plaintext-fallback
@@ -168,7 +169,7 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
 
 
 async def _secure(conn: Connection, context, request: Request, report: Reporter) -> None:
-    await conn.start_tls(context, request.domain, STEP)
+    await conn.start_tls(context, request.domain, HANDSHAKE)
     report("secured", version=conn.tls.version, cipher=conn.tls.cipher)
 
 

@@ -25,7 +25,7 @@ class TlsFailure(Exception):
 
     * certificate: the client's own check refused the server's certificate (chain, name, dates);
     * alert: the server sent a fatal alert (`alert`: its name, e.g. 'internal_error', 'protocol_version');
-    * broken: the connection was reset or closed in the middle of the handshake;
+    * broken: the connection was reset or closed in the middle of the handshake, or the server never finished it;
     * local: any other error OpenSSL raised here (no version or cipher in common, a malformed record);
     * record: a record of an established session failed its check (tampered with, replayed).
     """

@@ -231,7 +231,7 @@ IMPOSTOR = {
     "listening_at": "where the client connects to reach the service through the attacker",
     "presents": "answer the client's TLS itself with a certificate of a given kind (and TLS offer), relaying on",
     "strips_starttls": "remove the service's offer of STARTTLS from what reaches the client",
-    "makes_tls_fail": "make every TLS attempt fail (refused, reset, alert)",
+    "makes_tls_fail": "make every TLS attempt fail (refused, reset, alert, silence after the ClientHello)",
     "tampers_with_server_signature": "alter the SCRAM ServerSignature the service sends the client",
     "flips_a_bit_towards_client": "flip one bit in the next TLS record the service sends the client",
     "marks_records_to_client": "remember where the stream of TLS records to the client stands",

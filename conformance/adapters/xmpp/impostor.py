@@ -86,7 +86,8 @@ class Impostor:
 
     def makes_tls_fail(self, how: str) -> None:
         """Every TLS attempt from now on fails: `refused` (<failure/> to <starttls/>), `reset` (TCP RST after the
-        ClientHello) or `alert` (a fatal internal_error alert); a login in clear is offered instead."""
+        ClientHello), `alert` (a fatal internal_error alert) or `silent` (no ServerHello, ever); a login in clear is
+        offered instead."""
         self._arming()
         self.attacker.makes_tls_fail(how)
         self.attacker.rewrites_to_victim(self.hooks.offer_login_in_clear)
