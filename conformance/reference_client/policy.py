@@ -33,6 +33,20 @@ def receipt_accepted(sender: str | None, message_id: str | None, sent: Mapping[s
     return sender_bare is not None and sender_bare == bare(sent[message_id])
 
 
+def error_accepted(sender: str | None, message_id: str | None, sent: Mapping[str, str], *,
+                   flawed: Flawed = NO_FLAWS) -> bool:
+    """An error stanza marks a message this client sent (`sent`: id -> addressee) failed only when it comes from
+    the addressee or the addressee's domain, whose server answers for it (RFC 6120 §8.3.1, §10.4.3); the service
+    stamps 'from' (§8.1.2.1), so anyone else's error names someone else."""
+    if not message_id or message_id not in sent:
+        return False
+    if flawed("client-errors-from-anyone"):
+        return True  # "an error carries the message id: that is proof enough"
+    sender_bare, addressee = bare(sender), try_parse(sent[message_id])
+    return sender_bare is not None and addressee is not None and \
+        sender_bare in (str(addressee.bare), addressee.domain)
+
+
 def roster_push_accepted(sender: str | None, own_bare: str, *, flawed: Flawed = NO_FLAWS) -> bool:
     """RFC 6121 §2.1.6: a roster push counts only without 'from' or from the client's own bare JID (the account's
     server speaks for it); from anyone else it is a forgery."""

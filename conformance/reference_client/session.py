@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.adapters.xmpp.codec.stanza import (CARBONS, CLIENT, FORWARD, PING, ROSTER, STANZA_ID, iq,
-                                                    iq_result, kind, message, new_id, q, stanza_error)
+from conformance.adapters.xmpp.codec.stanza import (CARBONS, CLIENT, FORWARD, PING, ROSTER, STANZA_ID,
+                                                    error_condition, iq, iq_result, kind, message, new_id, q,
+                                                    stanza_error)
 from conformance.adapters.xmpp.codec.xml import E, Element
 
 from . import policy
@@ -134,6 +135,8 @@ class Session:
     async def _message(self, unit: Element) -> None:
         sender = unit.get("from")
         if unit.get("type") == "error":
+            if policy.error_accepted(sender, unit.get("id"), self.sent, flawed=self.flawed):
+                self.report.received("error", **{"from": sender}, id=unit.get("id"), condition=error_condition(unit))
             return
         for direction in CARBON_DIRECTIONS:
             wrapper = unit.find(q(CARBONS, direction))

@@ -50,6 +50,7 @@ PARTY = {
     # meeting a client IUT on the same service (genuine, or forging what only the service may send)
     "sends_message_asking_receipt": "send a message with a canary to an address, asking for a delivery receipt",
     "acknowledges": "send a delivery receipt for a message id to an address",
+    "bounces": "send an error for a message id to an address, as a server does for a message it could not deliver",
     "receipts_from": "the delivery receipts an address returned for a message, within a bound",
     "pushes_roster_item": "send a roster push to a client's session, as if from its own account",
     "sends_carbon_copy": "send a client's session a copy of a message, as if its own account had copied it",
@@ -195,7 +196,7 @@ LOAD = {
 CLIENT = {
     "logs_in": "log the client in (through an impostor if given) and end the run once it bound or gave up",
     "starts": "start one of the shim's actions (through an impostor if given) and keep it running",
-    "needs": "the shim must offer a feature (receipts, carbons, roster), or the check is UNSUPPORTED",
+    "needs": "the shim must offer a feature (receipts, carbons, roster, errors), or the check is UNSUPPORTED",
     "canary": "a fresh canary for what the client is told to send",
     "password": "the account's password, which must never travel in clear",
     "timeouts": "the timers of the client cases",
@@ -209,6 +210,8 @@ RUNNING_CLIENT = {
     "shows": "the client showed something carrying a canary, within T_POS",
     "shows_receipt": "the client reported a delivery receipt for a message from a given sender, within T_POS",
     "receipts": "the delivery receipts for a message from a given sender the client reported so far",
+    "shows_failure": "the client took an error from a given sender for the failure of a message, within T_POS",
+    "failures": "the errors for a message from a given sender the client took so far",
     "ended_by_itself_within": "the client ended its run by itself (gave up, closed) within a bound",
     "ends": "tell the client to disconnect; what it did in the whole run",
 }

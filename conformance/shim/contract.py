@@ -29,6 +29,7 @@ FEATURES = {
                 "and answers receipt requests the way the library does by default",
     "carbons": "enables XEP-0280 message carbons at login and reports the copies the library accepts (kind=carbon)",
     "roster": "keeps the roster and reports each roster push the library applies (kind=roster)",
+    "errors": "reports each message error the library takes for the failure of a message it sent (kind=error)",
 }
 
 # The request on standard input. Every field is present; the shim ignores what its action does not need.
@@ -58,7 +59,8 @@ EVENTS = {
     "sent": "what the action sent (kind: message or presence, id if any)",
     "received": "what the library handed the application: kind=message (from, body, id), presence (from, status, "
                 "type), receipt (from, id of the acknowledged message), carbon (from of the copied message, body), "
-                "roster (jid, name, subscription of an applied push)",
+                "roster (jid, name, subscription of an applied push), error (from, id of the failed message, "
+                "condition)",
     "failed": "the client gave up (reason: the library's words, e.g. a certificate error)",
     "closed": "the connection ended (by: client or server)",
 }

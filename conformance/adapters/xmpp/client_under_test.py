@@ -85,8 +85,9 @@ class ClientRun:
         return str(self.result)
 
 
-def _is_receipt(event: dict[str, Any], message_id: str, sender: str) -> bool:
-    return event.get("event") == "received" and event.get("kind") == "receipt" and \
+def _is_status(event: dict[str, Any], kind: str, message_id: str, sender: str) -> bool:
+    """A report that `sender` (a bare JID) said something of `message_id`: a receipt, or an error."""
+    return event.get("event") == "received" and event.get("kind") == kind and \
         str(event.get("id")) == message_id and str(event.get("from", "")).split("/", 1)[0] == sender
 
 
@@ -140,12 +141,21 @@ class RunningClient:
 
     def shows_receipt(self, message_id: str, *, sender: str, within: float | None = None) -> dict[str, Any] | None:
         """The client's report that `sender` (a bare JID) confirmed delivery of `message_id`, waiting up to T_POS."""
-        return self._wait(lambda e: _is_receipt(e, message_id, sender),
+        return self._wait(lambda e: _is_status(e, "receipt", message_id, sender),
                           within if within is not None else self.rt.timeouts.positive)
 
     def receipts(self, message_id: str, *, sender: str) -> list[dict[str, Any]]:
         """Every receipt for `message_id` from `sender` the client reported so far (no waiting)."""
-        return [e for e in self.shim.events if _is_receipt(e, message_id, sender)]
+        return [e for e in self.shim.events if _is_status(e, "receipt", message_id, sender)]
+
+    def shows_failure(self, message_id: str, *, sender: str, within: float | None = None) -> dict[str, Any] | None:
+        """The client's report that `sender` (a bare JID) said `message_id` failed (an error), waiting up to T_POS."""
+        return self._wait(lambda e: _is_status(e, "error", message_id, sender),
+                          within if within is not None else self.rt.timeouts.positive)
+
+    def failures(self, message_id: str, *, sender: str) -> list[dict[str, Any]]:
+        """Every error for `message_id` from `sender` the client took so far (no waiting)."""
+        return [e for e in self.shim.events if _is_status(e, "error", message_id, sender)]
 
     def shown(self, text: str) -> list[dict[str, Any]]:
         """Every `received` event so far carrying `text` (no waiting)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from conformance.roles import Update
 
-from .codec.stanza import CARBONS, FORWARD, ROSTER, iq, kind, message, new_id
+from .codec.stanza import CARBONS, CLIENT, FORWARD, ROSTER, STANZAS_ERR, iq, kind, message, new_id
 from .codec.xml import E, Element
 
 RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
@@ -37,6 +37,16 @@ class TowardClientsVerbs:
             await self._ensure_online()
             await self.main.send(message(to, None, E("received", {"id": message_id}, ns=RECEIPTS), type_=None,
                                          id_=new_id("ack")))
+            await self._ping()
+        self._call(run)
+
+    def bounces(self, message_id: str, to: str) -> None:
+        """Send an error stanza for `message_id` to `to`, as a server does for a message it could not deliver
+        (RFC 6120 §8.3): <service-unavailable/>. From the addressee it is genuine; from anyone else, forged."""
+        async def run():
+            await self._ensure_online()
+            error = E("error", {"type": "cancel"}, E("service-unavailable", ns=STANZAS_ERR), ns=CLIENT)
+            await self.main.send(message(to, None, error, type_="error", id_=message_id))
             await self._ping()
         self._call(run)
 

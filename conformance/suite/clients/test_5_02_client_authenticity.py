@@ -102,3 +102,20 @@ def test_client_ignores_a_message_carbon_not_from_its_own_account(client, contac
         assert running.shows(control.canary), "the client did not show a contact's message (control)"
     run = running.ends()
     assert not run.shown(canary), f"the client accepted a carbon copy sent by {stranger.bare}: {run.shown(canary)}"
+
+
+@case("IMPP-5.2-6", step="c")
+def test_sender_takes_a_message_error_only_from_the_addressee_or_its_service(client, contact, stranger):
+    client.needs("errors")
+    running = client.starts("send-message", to=contact.bare, body=client.canary("msg"))
+    running.bound_or_setup_failed()
+    sent = running.sent("message")
+    assert sent and sent.get("id"), f"the client did not report the id of the message it sent: {sent}"
+    stranger.bounces(sent["id"], to=running.full_jid)
+    contact.bounces(sent["id"], to=running.full_jid)
+    genuine = running.shows_failure(sent["id"], sender=contact.bare)  # control, and the fence: after the forgery
+    run = running.ends()
+    with positive_control():
+        assert genuine, f"the client never took the addressee's error for {sent['id']}: {run}"
+    forged = running.failures(sent["id"], sender=stranger.bare)
+    assert not forged, f"the client marked its message failed on an error from {stranger.bare}: {forged}"
