@@ -139,7 +139,7 @@ class Session(InboundStream):
             self.close("host-unknown", f"this service is {self.service.config.domain}")
             return
         features = E("{http://etherx.jabber.org/streams}features")
-        plaintext_allowed = self.service.flawed("starttls-optional") or self.plaintext_door
+        plaintext_allowed = self._plaintext_allowed()
         if not self.tls:
             features.append(E("starttls", None, None if plaintext_allowed else E("required", ns=TLS), ns=TLS))
         if (self.tls or plaintext_allowed) and self.user is None:
@@ -165,8 +165,7 @@ class Session(InboundStream):
             self.service.flush_offline_to(self, claimed)
 
     async def _on_unit(self, unit: Element) -> None:
-        if not self.tls and (unit.tag == q(TLS, "starttls") or not (self.service.flawed("starttls-optional")
-                                                                      or self.plaintext_door)):
+        if not self.tls and (unit.tag == q(TLS, "starttls") or not self._plaintext_allowed()):
             await self._pre_tls(unit)
         elif self.user is None and not self.anonymous:
             self._pre_auth(unit)
@@ -262,6 +261,10 @@ class Session(InboundStream):
         except JidError:
             return None
         return user if user in self.service.store.accounts else None
+
+    def _plaintext_allowed(self) -> bool:
+        """Whether a stream may go on without TLS: under flaws, or where the stand-in plays a lenient service."""
+        return self.service.flawed("starttls-optional") or self.plaintext_door or self.service.tls_optional
 
     def _mechanisms(self) -> tuple[str, ...]:
         # PLAIN only where a flaw wants it: next to SCRAM it would only put a reusable secret on the wire

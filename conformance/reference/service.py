@@ -85,6 +85,9 @@ class Service:
         # Set by the harness when this service stands in for the service of a client IUT: called with (stream,
         # "in" or "out", unit) for every unit of every stream, so the harness sees what the client said inside TLS.
         self.tap = None
+        # The harness's stand-in may play a lenient service (STARTTLS offered, not required): then only the client's
+        # own policy keeps its session in TLS (IMPP-5.1-7, client side). Never set for the reference as an IUT.
+        self.tls_optional = False
         if self.flawed("tls-errors-ignored"):
             swallow_tls_errors(self.log)
 

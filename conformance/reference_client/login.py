@@ -142,8 +142,12 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
         features = await _features(stream, own)
     else:
         features = await _features(stream)
-        if features.find(q(TLS, "starttls")) is None and flawed("client-starttls-optional"):
+        starttls = features.find(q(TLS, "starttls"))
+        if starttls is None and flawed("client-starttls-optional"):
             clear_by_choice = True  # "the server does not do TLS, so be it"
+        elif starttls is not None and starttls.find(q(TLS, "required")) is None and \
+                flawed("client-starttls-only-when-required"):
+            clear_by_choice = True  # "the server says TLS is optional here, so it must be fine"
         else:
             await stream.send(E("starttls", ns=TLS))  # offered or not: RFC 7590 §3.1
             answer = await asyncio.wait_for(stream.next_unit(), STEP)

@@ -222,6 +222,7 @@ CLIENT_RUN = {
 }
 # The harness as the client's genuine service (the `service` fixture): what the client's connections carried.
 SERVICE = {
+    "leaves_tls_to_the_client": "offer STARTTLS without requiring it, for this test",
     "mechanism_used_by": "the SASL mechanism the client used in a run",
     "mechanisms_offered_to": "the SASL mechanisms the service offered the client in a run",
     "stronger_mechanisms_offered_to": "offered mechanisms stronger than the one the client used",
@@ -231,6 +232,7 @@ SERVICE = {
 }
 # The attacker between a client IUT and its service (the `impostor` fixture).
 IMPOSTOR = {
+    "reads_in_clear": "where a passive eavesdropper on the client's link reads given texts, in any encoding",
     "listening_at": "where the client connects to reach the service through the attacker",
     "presents": "answer the client's TLS itself with a certificate of a given kind (and TLS offer), relaying on",
     "strips_starttls": "remove the service's offer of STARTTLS from what reaches the client",

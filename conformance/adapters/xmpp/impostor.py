@@ -14,6 +14,7 @@ import ssl
 import warnings
 from typing import Any
 
+from conformance.attacker.eavesdropper import Eavesdropper, search
 from conformance.attacker.on_path import OnPathAttacker, RecordMark, VictimTraffic
 from conformance.verdicts import SetupFailed, Unsupported
 
@@ -157,6 +158,17 @@ class Impostor:
         plaintext = self._decrypted()
         # after the altered <success/>, a client that goes on restarts the stream and binds
         return any(marker in plaintext for marker in _AFTER_SUCCESS)
+
+    def reads_in_clear(self, *texts: str) -> list[str]:
+        """Where a passive eavesdropper on the client's link reads any of `texts` (in any of the encodings the
+        eavesdropper tries), in either direction, on every connection through the attacker."""
+        legs = {leg.label for leg in self.attacker._relay().legs[self._armed_at:]}
+        wire = {key: data for key, data in Eavesdropper(self.attacker.rt.recorder).wire().items() if key[0] in legs}
+        if not wire:
+            raise SetupFailed("no connection of the client went through the attacker: it can vouch for nothing")
+        return [f"{hit.canary} ({hit.encoding}) at byte {hit.offset} "
+                f"{'sent by the client' if hit.direction == 'out' else 'sent to the client'} on {hit.connection}"
+                for hit in search(texts, wire)]
 
     def client_cleartext_findings(self, secrets: tuple[str, ...] = ()) -> list[str]:
         """What the client sent outside TLS that it must not: credentials, stanzas, or any of `secrets`."""

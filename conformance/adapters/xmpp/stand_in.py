@@ -224,8 +224,16 @@ class StandIn:
 
     # -- the client's account, arranged as the service -----------------------------------------------------------------
 
+    def leaves_tls_to_the_client(self) -> None:
+        """Offer STARTTLS without requiring it (until the next test's clean slate), as a lenient service would: the
+        session stays confidential only if the client asks for TLS on its own (RFC 7590 §3.1)."""
+        self.service.tls_optional = True
+
     def clean_slate(self, user: str) -> None:
-        """Empty roster, blocklist, pending requests and stored messages of `user`, as if the account were new."""
+        """Empty roster, blocklist, pending requests and stored messages of `user`, as if the account were new; the
+        service requires TLS again."""
+        self.service.tls_optional = False
+
         def clean() -> None:
             store = self.service.store
             for contact in list(store.roster(user)):

@@ -33,3 +33,19 @@ def test_inbox_returns_receipts_only_to_senders_allowed_to_see_its_presence(clie
     running.ends()
     note(f"receipts: to the contact {'yes' if to_contact else 'no'}, to the stranger {'yes' if to_stranger else 'no'}")
     assert not to_stranger, f"the client told a stranger ({stranger.bare}) that it received a message"
+
+
+@case("IMPP-5.1-7")
+def test_a_passive_eavesdropper_on_the_clients_link_learns_nothing(client, contact, service, impostor):
+    service.leaves_tls_to_the_client()  # STARTTLS offered, not required: only the client's policy keeps TLS
+    status, body = client.canary("status"), client.canary("msg")
+    for action, fields, secret in (("set-presence", {"status": status}, status),
+                                   ("send-message", {"to": contact.bare, "body": body}, body)):
+        running = client.starts(action, via=impostor, **fields)
+        running.bound_or_setup_failed()
+        sent = running.sent("presence" if action == "set-presence" else "message")
+        run = running.ends()
+        with positive_control():
+            assert sent and service.saw_client_send(run, secret), f"the service never received the client's {action}"
+    hits = impostor.reads_in_clear(status, body)
+    assert not hits, f"a passive eavesdropper on the client's link reads in clear: {'; '.join(hits[:3])}"
