@@ -21,7 +21,7 @@ from conformance.reference_client.login import _tls_broke
 from conformance.reference_client.request import UsageError, parse
 from conformance.reference_client.tls import TlsFailure
 from conformance.shim import runner
-from conformance.shim.contract import ACTIONS
+from conformance.shim.contract import ACTIONS, FEATURES
 
 CLIENT = [sys.executable, "-m", "conformance.reference_client"]
 DOMAIN = "iut.test"
@@ -60,11 +60,10 @@ def names(result: runner.ShimRun) -> list[str]:
 
 # -- the command line ----------------------------------------------------------------------------------------------
 
-def test_capabilities_lists_every_action_and_the_three_features():
+def test_capabilities_lists_every_action_and_every_feature():
     result = run("capabilities", {})
     assert result.done, result
-    assert result.events == [{"event": "capabilities", "actions": list(ACTIONS),
-                              "features": ["receipts", "carbons", "roster"]}]
+    assert result.events == [{"event": "capabilities", "actions": list(ACTIONS), "features": list(FEATURES)}]
 
 
 def test_an_unknown_flaw_is_a_usage_error_in_one_line():
@@ -245,7 +244,7 @@ def test_flaw_starttls_optional_logs_in_in_clear_when_not_offered(tmp_path):
 # -- the decisions, as pure functions ------------------------------------------------------------------------------
 
 def test_flaw_registry_names_the_cases_each_flaw_breaks():
-    assert len(FLAWS) == 13 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
+    assert len(FLAWS) == 15 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
     assert check(["client-legacy-tls"]) == {"client-legacy-tls"}
     with pytest.raises(UnknownFlaw):
         check(["legacy-tls"])
@@ -302,6 +301,18 @@ def test_receipts_count_only_from_the_addressee_of_a_message_sent():
     assert not policy.receipt_accepted("bob@iut.test/phone", "m2", sent)
     assert not policy.receipt_accepted(None, "m1", sent)
     assert policy.receipt_accepted("mallory@iut.test/x", "m1", sent, flawed=flawed("client-receipts-from-anyone"))
+
+
+def test_errors_count_only_from_the_addressee_or_its_domain():
+    sent = {"m1": "bob@iut.test"}
+    assert policy.error_accepted("bob@iut.test/phone", "m1", sent)
+    assert policy.error_accepted("iut.test", "m1", sent)  # the addressee's server answers for it
+    assert policy.error_accepted("BOB@iut.test", "m1", sent)
+    assert not policy.error_accepted("mallory@iut.test/x", "m1", sent)
+    assert not policy.error_accepted("evil.test", "m1", sent)
+    assert not policy.error_accepted("bob@iut.test", "m2", sent)
+    assert not policy.error_accepted(None, "m1", sent)
+    assert policy.error_accepted("mallory@iut.test/x", "m1", sent, flawed=flawed("client-errors-from-anyone"))
 
 
 def test_roster_pushes_count_only_from_the_own_account():

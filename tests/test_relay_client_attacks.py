@@ -562,3 +562,19 @@ def test_on_path_attacker_reports_what_it_decrypted(pki):
         loop.call_soon_threadsafe(loop.stop)
         thread.join(3)
         loop.close()
+
+
+def test_fail_tls_silent_swallows_the_client_hello_and_answers_nothing(pki):
+    ca, cert = pki
+
+    async def body(target, relay, address, recorder):
+        relay.fail_tls = "silent"
+        reader, writer = await _victim(address)
+        writer.write(_client_hello())
+        with pytest.raises(asyncio.TimeoutError):  # no order to wait on: silence is watched for a bounded time
+            await asyncio.wait_for(reader.read(4096), 0.3)
+        leg = relay.latest_leg()
+        assert target.in_tls == b"" and "never answered" in leg.tls_failure
+        writer.close()  # the victim giving up ends the leg
+        await asyncio.wait_for(leg.iut_closed.wait(), 3)
+    asyncio.run(_scenario(cert, body))
