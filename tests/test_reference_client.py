@@ -244,7 +244,7 @@ def test_flaw_starttls_optional_logs_in_in_clear_when_not_offered(tmp_path):
 # -- the decisions, as pure functions ------------------------------------------------------------------------------
 
 def test_flaw_registry_names_the_cases_each_flaw_breaks():
-    assert len(FLAWS) == 15 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
+    assert len(FLAWS) == 16 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
     assert check(["client-legacy-tls"]) == {"client-legacy-tls"}
     with pytest.raises(UnknownFlaw):
         check(["legacy-tls"])
@@ -313,6 +313,18 @@ def test_errors_count_only_from_the_addressee_or_its_domain():
     assert not policy.error_accepted("bob@iut.test", "m2", sent)
     assert not policy.error_accepted(None, "m1", sent)
     assert policy.error_accepted("mallory@iut.test/x", "m1", sent, flawed=flawed("client-errors-from-anyone"))
+
+
+def test_archive_results_count_only_from_the_own_archive_for_an_open_query():
+    own, open_queries = "alice@iut.test", {"q1"}
+    assert policy.archive_result_accepted(None, "q1", open_queries, own)
+    assert policy.archive_result_accepted("alice@iut.test", "q1", open_queries, own)
+    assert not policy.archive_result_accepted("alice@iut.test", "q2", open_queries, own)  # no such query open
+    assert not policy.archive_result_accepted("mallory@iut.test/x", "q1", open_queries, own)
+    assert not policy.archive_result_accepted("alice@iut.test/phone", "q1", open_queries, own)
+    assert not policy.archive_result_accepted("iut.test", "q1", open_queries, own)
+    assert policy.archive_result_accepted("mallory@iut.test/x", "q1", open_queries, own,
+                                          flawed=flawed("client-archive-results-from-anyone"))
 
 
 def test_roster_pushes_count_only_from_the_own_account():

@@ -7,6 +7,8 @@ where the protocol grants access (last activity to authorized watchers).
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     from .service import Service
 
 MAX_MAM_RESULTS = 500
+ARCHIVE_HOLD_SECONDS = 30.0  # the longest the stand-in holds an archive query open
 
 
 BLOCKING_LOOKUP = 0.015  # seconds; the flaw 'fetch-flood-unthrottled' only
@@ -30,6 +33,7 @@ class AccountIq:
     def __init__(self, service: "Service"):
         self.service = service
         self.store = service.store
+        self._held: set[asyncio.Task] = set()  # archive answers waiting for the stand-in's gate
 
     # -- entry points ------------------------------------------------------------------------------------------------
 
@@ -208,6 +212,19 @@ class AccountIq:
         entries = [e for e in self.service.archive_of(owner)
                    if with_filter is None or with_filter in (e["with"], e["with"].split("/")[0])]
         entries = entries[-limit:]
+        gate = self.service.archive_gate
+        if gate is not None and not gate.is_set():  # the stand-in holds the query open for a while (bounded)
+            async def later() -> None:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(gate.wait(), ARCHIVE_HOLD_SECONDS)
+                self._mam_answer(requester, request, query, owner, entries)
+            task = asyncio.get_running_loop().create_task(later())
+            self._held.add(task)
+            task.add_done_callback(self._held.discard)
+            return
+        self._mam_answer(requester, request, query, owner, entries)
+
+    def _mam_answer(self, requester: JID, request: Element, query: Element, owner: str, entries: list[dict]) -> None:
         queryid = query.get("queryid")
         for entry in entries:
             forwarded = E("forwarded", None, E("delay", {"stamp": entry["stamp"]}, ns=DELAY),

@@ -88,6 +88,8 @@ class Service:
         # The harness's stand-in may play a lenient service (STARTTLS offered, not required): then only the client's
         # own policy keeps its session in TLS (IMPP-5.1-7, client side). Never set for the reference as an IUT.
         self.tls_optional = False
+        # The stand-in may hold archive queries open (IMPP-5.2-7 (c)): answered once this is set. Never for the IUT.
+        self.archive_gate: asyncio.Event | None = None
         if self.flawed("tls-errors-ignored"):
             swallow_tls_errors(self.log)
 

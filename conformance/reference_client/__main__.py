@@ -21,7 +21,7 @@ from .flaws import UnknownFlaw, switched_on
 from .request import UsageError, parse
 from .run import run
 
-FEATURES = ("receipts", "carbons", "roster", "errors")
+FEATURES = ("receipts", "carbons", "roster", "errors", "mam")
 EXTRA_SECONDS = 30.0  # the whole run: linger plus this (connecting, negotiating, closing)
 REQUEST_WAIT = 30.0  # seconds for the request line
 MAX_REQUEST_BYTES = 1024 * 1024

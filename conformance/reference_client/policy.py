@@ -47,6 +47,20 @@ def error_accepted(sender: str | None, message_id: str | None, sent: Mapping[str
         sender_bare in (str(addressee.bare), addressee.domain)
 
 
+def archive_result_accepted(sender: str | None, queryid: str | None, open_queries: set[str], own_bare: str, *,
+                            flawed: Flawed = NO_FLAWS) -> bool:
+    """XEP-0313 §4.2: a result counts only for an open query of this client and only from the archive queried, the
+    account itself (no 'from', or its own bare JID): anyone else's "archived message" is a forgery."""
+    if not queryid or queryid not in open_queries:
+        return False
+    if flawed("client-archive-results-from-anyone"):
+        return True  # "the queryid is ours: it must be the answer"
+    if sender is None:
+        return True
+    parsed = try_parse(sender)
+    return parsed is not None and parsed.is_bare and str(parsed) == bare(own_bare)
+
+
 def roster_push_accepted(sender: str | None, own_bare: str, *, flawed: Flawed = NO_FLAWS) -> bool:
     """RFC 6121 §2.1.6: a roster push counts only without 'from' or from the client's own bare JID (the account's
     server speaks for it); from anyone else it is a forgery."""

@@ -35,6 +35,7 @@ class Request:
     status: str
     linger: float
     receipt: bool
+    sync: bool = False
 
 
 def _text(data: dict[str, Any], field: str, *, required: bool = True) -> str:
@@ -82,11 +83,13 @@ def parse(line: bytes, action: str) -> Request:
     linger = data.get("linger", 30)
     if isinstance(linger, bool) or not isinstance(linger, (int, float)) or not math.isfinite(linger) or linger < 0:
         raise UsageError(f"request field 'linger' must be a number of seconds, not {linger!r}")
-    receipt = data.get("receipt", False)
+    receipt, sync = data.get("receipt", False), data.get("sync", False)
     if not isinstance(receipt, bool):
         raise UsageError(f"request field 'receipt' must be true or false, not {receipt!r}")
+    if not isinstance(sync, bool):
+        raise UsageError(f"request field 'sync' must be true or false, not {sync!r}")
     return Request(host=_text(data, "host"), port=port, tls=tls, domain=_text(data, "domain").lower(),
                    ca_file=ca_file, jid=jid, username=jid_text.rpartition("@")[0], password=_text(data, "password"),
                    resource=_text(data, "resource", required=False), to=to,
                    body=_text(data, "body", required=False), status=_text(data, "status", required=False),
-                   linger=min(float(linger), MAX_LINGER), receipt=receipt)
+                   linger=min(float(linger), MAX_LINGER), receipt=receipt, sync=sync)

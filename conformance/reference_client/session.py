@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from conformance.adapters.xmpp.codec.stanza import (CARBONS, CLIENT, FORWARD, PING, ROSTER, STANZA_ID,
+from conformance.adapters.xmpp.codec.stanza import (CARBONS, CLIENT, FORWARD, MAM, PING, ROSTER, STANZA_ID,
                                                     error_condition, iq, iq_result, kind, message, new_id, q,
                                                     stanza_error)
 from conformance.adapters.xmpp.codec.xml import E, Element
@@ -36,6 +36,7 @@ class Session:
         self.roster: dict[str, str] = {}  # bare JID -> subscription
         self.sent: dict[str, str] = {}  # id of a message this client sent -> its addressee
         self.shown = policy.Shown()
+        self.archive_queries: set[str] = set()  # queryids of this client's open archive queries (XEP-0313)
 
     # -- reading ---------------------------------------------------------------------------------------------------
 
@@ -80,6 +81,19 @@ class Session:
             self.report("sent", kind="presence", status=initial_presence.findtext(q(CLIENT, "status")))
         if action == "send-message":
             await self.send_message(self.request.to, self.request.body, receipt=self.request.receipt)
+        if self.request.sync:
+            await self.sync_archive()
+
+    async def sync_archive(self) -> None:
+        """XEP-0313: ask the own archive (no 'to': the account itself) for what it holds; the results arrive as
+        messages tagged with the query's id, then the answer to the query ends it."""
+        queryid = new_id("mam")
+        self.archive_queries.add(queryid)
+        try:
+            await self.query(iq("set", E("query", {"queryid": queryid}, ns=MAM), id_=new_id("sync")))
+        finally:
+            self.archive_queries.discard(queryid)
+        self.report("synced")
 
     async def send_message(self, to: str, body: str, *, receipt: bool) -> None:
         ident = new_id("m")
@@ -134,6 +148,10 @@ class Session:
 
     async def _message(self, unit: Element) -> None:
         sender = unit.get("from")
+        result = unit.find(q(MAM, "result"))
+        if result is not None:
+            self._archived(sender, result)
+            return  # an archive result's content is the archived message's, never the wrapper's own
         if unit.get("type") == "error":
             if policy.error_accepted(sender, unit.get("id"), self.sent, flawed=self.flawed):
                 self.report.received("error", **{"from": sender}, id=unit.get("id"), condition=error_condition(unit))
@@ -158,6 +176,17 @@ class Session:
             if policy.receipt_answer_allowed(sender, self.roster, flawed=self.flawed):
                 await self.stream.send(message(sender, None, E("received", {"id": unit.get("id")}, ns=RECEIPTS),
                                                type_=None, id_=new_id("rcpt")))
+
+    def _archived(self, sender: str | None, result: Element) -> None:
+        if not policy.archive_result_accepted(sender, result.get("queryid"), self.archive_queries, self.own_bare,
+                                              flawed=self.flawed):
+            return
+        archived = result.find(f"{q(FORWARD, 'forwarded')}/{q(CLIENT, 'message')}")
+        body = archived.findtext(q(CLIENT, "body")) if archived is not None else None
+        if body is None or not self.shown.first_time(result.get("id"), flawed=self.flawed):
+            return  # nothing to show, or shown already (the result's id is the message's stanza-id)
+        self.report.received("message", **{"from": archived.get("from")}, body=body, id=archived.get("id"),
+                             stanza_id=result.get("id"), archived=True)
 
     def _carbon(self, sender: str | None, direction: str, wrapper: Element) -> None:
         if not policy.carbon_accepted(sender, self.own_bare, flawed=self.flawed):

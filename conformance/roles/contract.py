@@ -50,6 +50,7 @@ PARTY = {
     # meeting a client IUT on the same service (genuine, or forging what only the service may send)
     "sends_message_asking_receipt": "send a message with a canary to an address, asking for a delivery receipt",
     "acknowledges": "send a delivery receipt for a message id to an address",
+    "sends_archive_result": "send a client's session a result for its open archive query, as if from its archive",
     "bounces": "send an error for a message id to an address, as a server does for a message it could not deliver",
     "receipts_from": "the delivery receipts an address returned for a message, within a bound",
     "pushes_roster_item": "send a roster push to a client's session, as if from its own account",
@@ -196,9 +197,10 @@ LOAD = {
 CLIENT = {
     "logs_in": "log the client in (through an impostor if given) and end the run once it bound or gave up",
     "starts": "start one of the shim's actions (through an impostor if given) and keep it running",
-    "needs": "the shim must offer a feature (receipts, carbons, roster, errors), or the check is UNSUPPORTED",
+    "needs": "the shim must offer a feature (receipts, carbons, roster, errors, mam), or the check is UNSUPPORTED",
     "canary": "a fresh canary for what the client is told to send",
     "password": "the account's password, which must never travel in clear",
+    "bare": "the account's bare JID on the harness's service",
     "timeouts": "the timers of the client cases",
 }
 # A client run still going (what `client.starts(...)` returns).
@@ -223,6 +225,10 @@ CLIENT_RUN = {
 # The harness as the client's genuine service (the `service` fixture): what the client's connections carried.
 SERVICE = {
     "leaves_tls_to_the_client": "offer STARTTLS without requiring it, for this test",
+    "holds_archive_queries": "keep the client's archive queries open until told to answer them",
+    "archive_query_of": "the id of the archive query the client sent in a run, within T_POS",
+    "answers_archive_queries": "answer the archive queries held open",
+    "archives": "arrange an archived message to the client's account that was never delivered live",
     "mechanism_used_by": "the SASL mechanism the client used in a run",
     "mechanisms_offered_to": "the SASL mechanisms the service offered the client in a run",
     "stronger_mechanisms_offered_to": "offered mechanisms stronger than the one the client used",

@@ -30,6 +30,8 @@ FEATURES = {
     "carbons": "enables XEP-0280 message carbons at login and reports the copies the library accepts (kind=carbon)",
     "roster": "keeps the roster and reports each roster push the library applies (kind=roster)",
     "errors": "reports each message error the library takes for the failure of a message it sent (kind=error)",
+    "mam": "with `sync`, queries its own message archive (XEP-0313) once the session starts, reports the archived "
+           "messages the library accepts (kind=message, archived=true), then `synced`",
 }
 
 # The request on standard input. Every field is present; the shim ignores what its action does not need.
@@ -47,6 +49,7 @@ REQUEST_FIELDS = {
     "status": "status text of set-presence",
     "linger": "the most seconds to stay connected after the action when standard input stays open",
     "receipt": "send-message: ask for a XEP-0184 receipt (true/false)",
+    "sync": "query the own message archive once the session starts (true/false; feature mam)",
 }
 
 # Events on standard output. Each is one JSON object on one line with at least "event"; unknown fields are kept.
@@ -61,6 +64,7 @@ EVENTS = {
                 "type), receipt (from, id of the acknowledged message), carbon (from of the copied message, body), "
                 "roster (jid, name, subscription of an applied push), error (from, id of the failed message, "
                 "condition)",
+    "synced": "the archive query of `sync` ended",
     "failed": "the client gave up (reason: the library's words, e.g. a certificate error)",
     "closed": "the connection ended (by: client or server)",
 }

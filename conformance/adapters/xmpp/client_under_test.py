@@ -43,7 +43,7 @@ def shim_request(profile: Profile, address: tuple[str, int], **fields: Any) -> d
     request = {"host": address[0], "port": address[1], "tls": "starttls", "domain": domain,
                "ca_file": str(profile.target.ca_file), "jid": f"{account.username}@{domain}",
                "password": account.password, "resource": f"iut-{next(_RUNS)}", "to": "", "body": "", "status": "",
-               "linger": 30.0, "receipt": False}
+               "linger": 30.0, "receipt": False, "sync": False}
     request.update(fields)
     return request
 
@@ -194,6 +194,11 @@ class ClientUnderTest:
     @property
     def password(self) -> str:
         return self.account.password
+
+    @property
+    def bare(self) -> str:
+        """The client's account (bare JID) on the stand-in service."""
+        return f"{self.account.username}@{self.rt.domain}"
 
     @property
     def timeouts(self):

@@ -9,6 +9,7 @@ client's account directly in its store (contacts, a clean slate before each test
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import dataclasses
 import datetime
@@ -28,7 +29,7 @@ from conformance.transport.wire import Recorder
 
 from conformance.verdicts import SetupFailed
 
-from .codec.stanza import BIND, SASL, kind
+from .codec.stanza import BIND, MAM, SASL, kind, message
 from .codec.xml import Element, to_bytes
 
 MAX_STREAMS = 500  # streams kept in the view (a test opens a handful)
@@ -67,6 +68,8 @@ class StandIn:
         self.streams: list[StreamView] = []
         self._by_stream: dict[int, StreamView] = {}
         self.recorder: Recorder | None = None  # the current test's, for the evidence
+        self._archive_query: asyncio.Event | None = None  # set when a client's archive query arrives (while held)
+        self._archive_queryid = ""
 
     # -- life cycle --------------------------------------------------------------------------------------------------
 
@@ -146,6 +149,10 @@ class StandIn:
         if len(view.units) >= MAX_UNITS:
             return
         view.units.append(Unit(time.monotonic(), direction, bool(stream.tls), element))
+        query = element.find(f"{{{MAM}}}query") if direction == "in" and kind(element) == "iq" else None
+        if query is not None and self._archive_query is not None:
+            self._archive_queryid = query.get("queryid") or ""
+            self._archive_query.set()
         if self.recorder is not None and view.label:
             self.recorder.add(view.label, direction, "app", to_bytes(element))
 
@@ -224,6 +231,36 @@ class StandIn:
 
     # -- the client's account, arranged as the service -----------------------------------------------------------------
 
+    def holds_archive_queries(self) -> None:
+        """Answer archive queries (XEP-0313) only once `answers_archive_queries()` is called (at most 30 s later),
+        so that the client's query is still open when something else arrives."""
+        async def hold() -> None:
+            self.service.archive_gate = asyncio.Event()
+            self._archive_query = asyncio.Event()
+        self.portal.call(hold)
+
+    def archive_query_of(self, running: Any) -> str:
+        """The queryid of the archive query the client sent during `running`, waiting up to T_POS for it."""
+        async def wait() -> None:
+            await asyncio.wait_for(self._archive_query.wait(), self.profile.timeouts.positive)
+        try:
+            self.portal.call(wait)
+        except (asyncio.TimeoutError, TimeoutError):
+            raise SetupFailed(f"the client sent no archive query within {self.profile.timeouts.positive:g}s") from None
+        return self._archive_queryid
+
+    def answers_archive_queries(self) -> None:
+        async def release() -> None:
+            if self.service.archive_gate is not None:
+                self.service.archive_gate.set()
+        self.portal.call(release)
+
+    def archives(self, account: str, *, sender: str, body: str) -> None:
+        """An archived message from `sender` to `account` (a bare JID), never delivered live (received while away)."""
+        def arrange() -> None:
+            self.service.archive(account.split("@", 1)[0], sender, message(account, body, from_=sender))
+        self.portal.call(_sync, arrange)
+
     def leaves_tls_to_the_client(self) -> None:
         """Offer STARTTLS without requiring it (until the next test's clean slate), as a lenient service would: the
         session stays confidential only if the client asks for TLS on its own (RFC 7590 §3.1)."""
@@ -233,6 +270,8 @@ class StandIn:
         """Empty roster, blocklist, pending requests and stored messages of `user`, as if the account were new; the
         service requires TLS again."""
         self.service.tls_optional = False
+        self.answers_archive_queries()  # nothing stays held for the next test
+        self.service.archive_gate = None
 
         def clean() -> None:
             store = self.service.store

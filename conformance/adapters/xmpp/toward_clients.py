@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from conformance.roles import Update
 
-from .codec.stanza import CARBONS, CLIENT, FORWARD, ROSTER, STANZAS_ERR, iq, kind, message, new_id
+from .codec.stanza import CARBONS, CLIENT, DELAY, FORWARD, MAM, ROSTER, STANZAS_ERR, iq, kind, message, new_id
 from .codec.xml import E, Element
 
 RECEIPTS = "urn:xmpp:receipts"  # XEP-0184
@@ -49,6 +49,22 @@ class TowardClientsVerbs:
             await self.main.send(message(to, None, error, type_="error", id_=message_id))
             await self._ping()
         self._call(run)
+
+    def sends_archive_result(self, queryid: str, to: str, *, claiming: str) -> str:
+        """A forged XEP-0313 result for the client's open query `queryid`, from this party instead of the client's
+        own archive: a message 'from' `claiming`, archived. Returns the canary in its body."""
+        canary = self.rt.canary(f"{self.name}-archived")
+
+        async def run():
+            await self._ensure_online()
+            archived = message(to.split("/", 1)[0], canary, type_="chat", from_=claiming)
+            forwarded = E("forwarded", None, E("delay", {"stamp": "2020-01-01T00:00:00Z"}, ns=DELAY), archived,
+                          ns=FORWARD)
+            result = E("result", {"queryid": queryid, "id": new_id("archived")}, forwarded, ns=MAM)
+            await self.main.send(message(to, None, result, type_=None))
+            await self._ping()
+        self._call(run)
+        return canary
 
     def pushes_roster_item(self, to: str) -> str:
         """A roster push (RFC 6121 §2.1.6) to a client's full JID, from this party instead of the client's own

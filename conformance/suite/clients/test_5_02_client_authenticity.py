@@ -119,3 +119,20 @@ def test_sender_takes_a_message_error_only_from_the_addressee_or_its_service(cli
         assert genuine, f"the client never took the addressee's error for {sent['id']}: {run}"
     forged = running.failures(sent["id"], sender=stranger.bare)
     assert not forged, f"the client marked its message failed on an error from {stranger.bare}: {forged}"
+
+
+@case("IMPP-5.2-7")
+def test_client_ignores_an_archive_result_not_from_its_own_archive(client, contact, stranger, service):
+    client.needs("mam")
+    genuine = client.canary("archived")
+    service.archives(client.bare, sender=contact.bare, body=genuine)
+    service.holds_archive_queries()  # the client's query stays open while the forgery arrives
+    running = client.starts("receive", sync=True)
+    running.bound_or_setup_failed()
+    forged = stranger.sends_archive_result(service.archive_query_of(running), to=running.full_jid,
+                                           claiming=contact.bare)
+    service.answers_archive_queries()  # the genuine result follows the forged one on the same stream: the fence
+    with positive_control():
+        assert running.shows(genuine), "the client did not show the message its own archive returned (control)"
+    run = running.ends()
+    assert not run.shown(forged), f"the client showed an archive result from {stranger.bare}: {run.shown(forged)}"
