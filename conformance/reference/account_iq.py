@@ -209,22 +209,23 @@ class AccountIq:
                     with_filter = field.findtext(q(DATA_FORMS, "value"))
         max_text = query.findtext(f"{q(RSM, 'set')}/{q(RSM, 'max')}")
         limit = min(int(max_text), MAX_MAM_RESULTS) if max_text and max_text.isdigit() else MAX_MAM_RESULTS
-        entries = [e for e in self.service.archive_of(owner)
-                   if with_filter is None or with_filter in (e["with"], e["with"].split("/")[0])]
-        entries = entries[-limit:]
         gate = self.service.archive_gate
         if gate is not None and not gate.is_set():  # the stand-in holds the query open for a while (bounded)
             async def later() -> None:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(gate.wait(), ARCHIVE_HOLD_SECONDS)
-                self._mam_answer(requester, request, query, owner, entries)
+                self._mam_answer(requester, request, query, owner, with_filter, limit)
             task = asyncio.get_running_loop().create_task(later())
             self._held.add(task)
             task.add_done_callback(self._held.discard)
             return
-        self._mam_answer(requester, request, query, owner, entries)
+        self._mam_answer(requester, request, query, owner, with_filter, limit)
 
-    def _mam_answer(self, requester: JID, request: Element, query: Element, owner: str, entries: list[dict]) -> None:
+    def _mam_answer(self, requester: JID, request: Element, query: Element, owner: str, with_filter: str | None,
+                    limit: int) -> None:
+        """The archive as it is now (a held query also returns what was archived while it waited)."""
+        entries = [e for e in self.service.archive_of(owner)
+                   if with_filter is None or with_filter in (e["with"], e["with"].split("/")[0])][-limit:]
         queryid = query.get("queryid")
         for entry in entries:
             forwarded = E("forwarded", None, E("delay", {"stamp": entry["stamp"]}, ns=DELAY),

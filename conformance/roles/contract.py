@@ -209,6 +209,7 @@ RUNNING_CLIENT = {
     "full_jid": "the client's session address",
     "bare": "the client's account address",
     "sent": "what the client reported sending (kind, id)",
+    "synced": "the client reported its archive query ended, within T_POS",
     "shows": "the client showed something carrying a canary, within T_POS",
     "shows_receipt": "the client reported a delivery receipt for a message from a given sender, within T_POS",
     "receipts": "the delivery receipts for a message from a given sender the client reported so far",

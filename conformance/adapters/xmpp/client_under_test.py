@@ -157,6 +157,11 @@ class RunningClient:
         """Every error for `message_id` from `sender` the client took so far (no waiting)."""
         return [e for e in self.shim.events if _is_status(e, "error", message_id, sender)]
 
+    def synced(self, within: float | None = None) -> dict[str, Any] | None:
+        """The client's report that its archive query ended, waiting up to T_POS for it."""
+        return self._wait(lambda e: e.get("event") == "synced",
+                          within if within is not None else self.rt.timeouts.positive)
+
     def shown(self, text: str) -> list[dict[str, Any]]:
         """Every `received` event so far carrying `text` (no waiting)."""
         return [e for e in self.shim.events if e.get("event") == "received" and text in _text_of(e)]

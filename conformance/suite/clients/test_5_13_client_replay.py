@@ -34,3 +34,21 @@ def test_inbox_shows_a_message_delivered_again_with_the_same_stanza_id_once(clie
     run = running.ends()
     assert len(run.shown(message.canary)) == 1, \
         "the client showed a message twice that came again with the same stanza-id (XEP-0359)"
+
+
+@case("IMPP-5.13-2")
+def test_inbox_shows_once_a_message_its_archive_sync_returns_again(client, contact, service):
+    client.needs("mam")
+    service.holds_archive_queries()  # the client's catch-up query is still open when the message arrives live
+    running = client.starts("receive", sync=True)
+    jid = running.bound_or_setup_failed()
+    service.archive_query_of(running)
+    message = contact.sends_message(jid)  # delivered live, and archived with the same stanza-id
+    with positive_control():
+        assert running.shows(message.canary), "the client did not show its contact's message (control)"
+    service.answers_archive_queries()  # the archive now returns that message again
+    with positive_control():
+        assert running.synced(), "the client never finished its archive query (control, and the fence)"
+    run = running.ends()
+    assert len(run.shown(message.canary)) == 1, \
+        "the client showed a message twice that its archive sync returned again with the same stanza-id (XEP-0359)"
