@@ -27,7 +27,9 @@ from .codec.xml import E, Element, StreamParser, UnitReceived, XmlError, to_byte
 from .runtime import Runtime, TargetUnreachable
 
 REPLAYS = 2  # the catalogue's "twice more"
+MAX_UNITS = 256  # units kept per connection: a few are expected before authentication; a flood is not kept
 SASL_ANSWERS = ("challenge", "success", "failure")
+FEATURES = "{http://etherx.jabber.org/streams}features"
 
 
 class NoTls(Exception):
@@ -85,7 +87,7 @@ class TlsStream:
         if plaintext:
             self.conn.recorder.add(self.conn.label, "in", "app", plaintext)
             for event in self.parser.feed(plaintext):
-                if isinstance(event, UnitReceived):
+                if isinstance(event, UnitReceived) and len(self.units) < MAX_UNITS:
                     self.units.append(event.element)
 
     async def release(self) -> None:
@@ -109,6 +111,9 @@ class TlsStream:
     def sasl_answer(self) -> Element | None:
         return next((u for u in self.units if u.tag.startswith(f"{{{SASL}}}") and
                      u.tag.split("}")[1] in SASL_ANSWERS), None)
+
+    def features_arrived(self) -> bool:
+        return any(unit.tag == FEATURES for unit in self.units)
 
     def mechanisms(self) -> list[str]:
         for unit in self.units:
@@ -148,7 +153,9 @@ async def attempt(rt: Runtime, door: Door, username: str) -> EarlyData:
         await handshake(first)
         await first.release()
         await first.send(stream_header(to=rt.domain))
-        await first.until(lambda: first.mechanisms() and first.tls.seen.tickets, t_step)
+        # TLS 1.3 tickets come right after the handshake, so before the answer to the stream header (OpenSSL-based
+        # servers send them at once); a ticket sent later still would go unseen here
+        await first.until(first.features_arrived, t_step)
     except (ConnectionClosed, early_data.TlsFailed, early_data.TlsEnded, XmlError) as exc:
         raise NoTls(str(exc)) from None
     finally:
@@ -161,7 +168,8 @@ async def attempt(rt: Runtime, door: Door, username: str) -> EarlyData:
 
     # 2. resuming with early data, the Finished kept back
     payload = opening(rt, username, first.mechanisms())
-    second = TlsStream(rt, await door.connect("early-data-resumption"), context.connection(ticket=ticket, early_data=payload))
+    second = TlsStream(rt, await door.connect("early-data-resumption"),
+                       context.connection(ticket=ticket, early_data=payload))
     rt.recorder.add(second.conn.label, "out", "app", payload)
     flight = b""
     try:
