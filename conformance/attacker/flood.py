@@ -199,16 +199,18 @@ class ConnectionFlood:
             writer.transport.abort()
 
     async def _drain_answers(self, reader: asyncio.StreamReader, deadline: float) -> bool:
-        """Read and count what the IUT says until it ends the connection (True) or the flood ends (False)."""
+        """Read and count what the IUT says until it ends the connection (True) or the flood ends (False). An end
+        seen only once the flood is over counts for nothing: the flood no longer wanted the connection open, and the
+        harness's own teardown of the others may be what the IUT answered."""
         loop = asyncio.get_running_loop()
         try:
             while loop.time() < deadline:
                 data = await asyncio.wait_for(reader.read(READ_CHUNK), deadline - loop.time())
                 if not data:
-                    return True
+                    return loop.time() < deadline
                 self.tally.answered_bytes += len(data)
         except (OSError, asyncio.IncompleteReadError):
-            return True
+            return loop.time() < deadline
         except asyncio.TimeoutError:
             return False
         return False

@@ -240,7 +240,8 @@ class StandIn:
         self.portal.call(hold)
 
     def archive_query_of(self, running: Any) -> str:
-        """The queryid of the archive query the client sent during `running`, waiting up to T_POS for it."""
+        """The queryid of the archive query the client sent during `running` (since the queries were held: the
+        harness's own parties send none), waiting up to T_POS for it."""
         async def wait() -> None:
             await asyncio.wait_for(self._archive_query.wait(), self.profile.timeouts.positive)
         try:
@@ -271,7 +272,7 @@ class StandIn:
         service requires TLS again."""
         self.service.tls_optional = False
         self.answers_archive_queries()  # nothing stays held for the next test
-        self.service.archive_gate = None
+        self.service.archive_gate = self._archive_query = None
 
         def clean() -> None:
             store = self.service.store
