@@ -21,6 +21,12 @@ def bare(address: str | None) -> str | None:
     return str(jid.bare) if jid is not None else None
 
 
+def from_own_account(sender: str | None, own_bare: str) -> bool:
+    """`sender` is the client's own account, its bare JID: the address its server speaks for it with."""
+    parsed = try_parse(sender)
+    return parsed is not None and parsed.is_bare and str(parsed) == bare(own_bare)
+
+
 def receipt_accepted(sender: str | None, message_id: str | None, sent: Mapping[str, str], *,
                      flawed: Flawed = NO_FLAWS) -> bool:
     """A XEP-0184 receipt for `message_id` counts only for a message this client sent (`sent`: id -> addressee) and
@@ -55,10 +61,7 @@ def archive_result_accepted(sender: str | None, queryid: str | None, open_querie
         return False
     if flawed("client-archive-results-from-anyone"):
         return True  # "the queryid is ours: it must be the answer"
-    if sender is None:
-        return True
-    parsed = try_parse(sender)
-    return parsed is not None and parsed.is_bare and str(parsed) == bare(own_bare)
+    return sender is None or from_own_account(sender, own_bare)
 
 
 def roster_push_accepted(sender: str | None, own_bare: str, *, flawed: Flawed = NO_FLAWS) -> bool:
@@ -66,18 +69,14 @@ def roster_push_accepted(sender: str | None, own_bare: str, *, flawed: Flawed = 
     server speaks for it); from anyone else it is a forgery."""
     if flawed("client-roster-pushes-from-anyone"):
         return True  # "only the server sends roster pushes"
-    if sender is None:
-        return True
-    parsed = try_parse(sender)
-    return parsed is not None and parsed.is_bare and str(parsed) == bare(own_bare)
+    return sender is None or from_own_account(sender, own_bare)
 
 
 def carbon_accepted(sender: str | None, own_bare: str, *, flawed: Flawed = NO_FLAWS) -> bool:
     """XEP-0280 §11: a carbon copy counts only when the wrapping message comes from the client's own bare JID."""
     if flawed("client-carbons-from-anyone"):
         return True  # "a carbon is a carbon"
-    parsed = try_parse(sender)
-    return parsed is not None and parsed.is_bare and str(parsed) == bare(own_bare)
+    return from_own_account(sender, own_bare)
 
 
 def receipt_answer_allowed(sender: str | None, roster: Mapping[str, str], *, flawed: Flawed = NO_FLAWS) -> bool:

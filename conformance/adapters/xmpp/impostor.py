@@ -130,9 +130,13 @@ class Impostor:
         """Seconds until the client closed its connection through the attacker, or None within T_CLOSE."""
         return self.attacker.sees_the_victim_close(within)
 
+    def _armed_legs(self) -> set[str]:
+        """Labels of the connections through the attacker since its latest arming (the test's controls before)."""
+        return {leg.label for leg in self.attacker._relay().legs[self._armed_at:]}
+
     def _sent(self) -> VictimTraffic:
         traffic = self.attacker.victim_sent()
-        armed = {leg.label for leg in self.attacker._relay().legs[self._armed_at:]}
+        armed = self._armed_legs()
         return VictimTraffic(cleartext=[(label, data) for label, data in traffic.cleartext if label in armed],
                              decrypted=[(label, data) for label, data in traffic.decrypted if label in armed],
                              tls_failures=[(label, why) for label, why in traffic.tls_failures if label in armed])
@@ -162,7 +166,7 @@ class Impostor:
     def reads_in_clear(self, *texts: str) -> list[str]:
         """Where a passive eavesdropper on the client's link reads any of `texts` (in any of the encodings the
         eavesdropper tries), in either direction, on every connection through the attacker."""
-        legs = {leg.label for leg in self.attacker._relay().legs[self._armed_at:]}
+        legs = self._armed_legs()
         wire = {key: data for key, data in Eavesdropper(self.attacker.rt.recorder).wire().items() if key[0] in legs}
         if not wire:
             raise SetupFailed("no connection of the client went through the attacker: it can vouch for nothing")
