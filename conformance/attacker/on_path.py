@@ -21,7 +21,9 @@ from typing import Any, Callable
 
 from conformance.verdicts import SetupFailed
 
+from . import handshake_seen
 from .certificates import forge
+from .handshake_seen import HandshakeSeen
 from .relay import FAIL_TLS_MODES, Flip, Relay, ReplayResult, StreamHooks
 
 _ONE_TEST_AT_A_TIME = threading.Lock()
@@ -42,6 +44,7 @@ class VictimTraffic:
     cleartext: list[tuple[str, bytes]]  # every leg: what the victim sent before any TLS (all of it, if none came up)
     decrypted: list[tuple[str, bytes]]  # legs where the attacker terminated TLS: the victim's plaintext inside it
     tls_failures: list[tuple[str, str]]  # legs whose TLS failed: why (the victim refusing the attacker's TLS, ...)
+    handshakes: list[tuple[str, HandshakeSeen]]  # legs where the attacker terminated TLS: how its handshake went
 
     def cleartext_contains(self, needle: bytes) -> list[str]:
         """Labels of the legs on which the victim sent `needle` in clear."""
@@ -131,6 +134,10 @@ class OnPathAttacker:
         async def set_knob():
             relay.terminate_tls(context)
         self.rt.call(set_knob)
+
+    def rewrites_client_hello(self, rewrite: Callable[[bytes], bytes] | None) -> None:
+        """With TLS terminated: change the record carrying the victim's ClientHello before answering it (None: stop)."""
+        self._set(rewrite_client_hello=rewrite)
 
     def flips_a_bit_in_next_record(self, where: str = "middle") -> None:
         """Flip one bit in the next TLS application-data record the victim sends to the IUT."""
@@ -242,7 +249,10 @@ class OnPathAttacker:
                 cleartext=[(leg.label, bytes(leg.cleartext_from_victim)) for leg in relay.legs],
                 decrypted=[(leg.label, bytes(leg.plaintext_from_victim)) for leg in relay.legs
                            if leg.phase == "terminated"],
-                tls_failures=[(leg.label, leg.tls_failure) for leg in relay.legs if leg.tls_failure])
+                tls_failures=[(leg.label, leg.tls_failure) for leg in relay.legs if leg.tls_failure],
+                handshakes=[(leg.label, handshake_seen.read(bytes(leg.tls_from_victim_head),
+                                                           bytes(leg.tls_to_victim_head)))
+                            for leg in relay.legs if leg.phase == "terminated"])
         return self.rt.call(collect)
 
     def sees_the_iut_close(self, within: float | None = None) -> float | None:

@@ -22,13 +22,15 @@ with timestamps on the relay-to-IUT side. Knobs, set by the test while it runs, 
   attacker terminates), e.g. altering a SASL exchange. A unit may come in pieces, so while a rewrite is set the
   relay holds back what goes to the victim as long as the adapter says it ends inside a unit the rewrite may need
   whole (`StreamHooks.unit_incomplete`; XMPP: inside a tag, or in an unfinished SASL <success/>, <challenge/>,
-  <mechanisms/> or stream features), up to HOLD_LIMIT bytes, and rewrites it once complete (or the IUT closes).
+  <mechanisms/> or stream features), up to HOLD_LIMIT bytes, and rewrites it once complete (or the IUT closes);
+* `rewrite_client_hello`: with terminated TLS, a function applied to the record carrying the victim's ClientHello
+  before the attacker's own TLS end answers it (e.g. TLS 1.3 taken out of its versions: a simulated downgrade).
 
 When the victim is a client under test and the "IUT" behind the relay the harness's genuine service, the same
 knobs attack the client; each leg keeps what the victim sent in clear (`cleartext_from_victim`, also on legs where
 TLS never came up), where the attacker terminated TLS the victim's decrypted plaintext (`plaintext_from_victim`),
-and in `tls_failure` why TLS failed (the victim refusing the attacker's certificate, the attacker's own
-`fail_tls`, ...).
+in `tls_failure` why TLS failed (the victim refusing the attacker's certificate, the attacker's own `fail_tls`,
+...), and the opening TLS bytes each way of a terminated handshake (`tls_from_victim_head`, `tls_to_victim_head`).
 
 Limits: a byte cap per direction per leg, a bound on each leg's lifetime, and teardown at the end of the test;
 the relay listens on loopback only. What the application protocol contributes (where TLS starts, what the TLS offer
@@ -45,6 +47,7 @@ import struct
 import time
 from typing import Callable, Literal, Protocol
 
+from conformance.transport.hello_bytes import NotAHello, complete_record
 from conformance.transport.wire import Recorder
 
 from .records import APPLICATION_DATA, NotTls, RecordSplitter, flip_bit
@@ -55,6 +58,7 @@ READ = 64 * 1024
 MAX_KEPT_RECORDS = 2000  # TLS records to the victim kept per leg for re-injection (the latest) ...
 MAX_KEPT_BYTES = 4 * 1024 * 1024  # ... within this many bytes; also the bound on the victim's kept clear/plaintext
 HOLD_LIMIT = 64 * 1024  # at most this much is held back for a rewrite waiting for a complete unit
+HANDSHAKE_HEAD = 16 * 1024  # the first TLS bytes each way kept per terminated leg: the handshake's opening flights
 FATAL_INTERNAL_ERROR = bytes([21, 3, 3, 0, 2, 2, 80])  # alert record: fatal (2), internal_error (80)
 FAIL_TLS_MODES = ("refused", "reset", "alert", "silent")
 
@@ -119,6 +123,10 @@ class Leg:
     records_to_victim_bytes: int = 0
     records_to_victim_dropped: int = 0
     rewrites: int = 0  # chunks to the victim that `rewrite_to_victim` changed
+    # terminated TLS: the first HANDSHAKE_HEAD bytes of TLS each way, as sent (the victim's as it sent them, before
+    # any `rewrite_client_hello`), so that what each end said in the handshake can be read afterwards
+    tls_from_victim_head: bytearray = dataclasses.field(default_factory=bytearray)
+    tls_to_victim_head: bytearray = dataclasses.field(default_factory=bytearray)
     victim_writer: asyncio.StreamWriter | None = None
 
     @property
@@ -184,6 +192,9 @@ class Relay:
         self.delays: dict[str, float] = {}
         self.fail_tls: str | None = None  # one of FAIL_TLS_MODES: every TLS attempt fails that way
         self.rewrite_to_victim: Callable[[bytes], bytes] | None = None  # on plaintext going to the victim
+        # terminated TLS: applied to the record carrying the victim's ClientHello before the attacker's TLS end
+        # reads it (the victim's transcript then differs from the attacker's: the handshake cannot complete)
+        self.rewrite_client_hello: Callable[[bytes], bytes] | None = None
         self._flips: list[Flip] = []
         self._flips_to_victim: list[Flip] = []
         self._server: asyncio.base_events.Server | None = None
@@ -379,6 +390,8 @@ class _LegState:
         self._victim_tls_seen = False  # the victim's first TLS bytes (its ClientHello) arrived
         self._silenced = False  # fail_tls 'silent': the victim's TLS bytes are swallowed, never answered
         self._held = b""  # plaintext for the victim held back for a rewrite until its unit is complete
+        self._hello = b""  # the victim's first TLS bytes, held until its ClientHello record is whole (for a rewrite)
+        self._hello_done = False
 
     async def begin_tls(self) -> None:
         """From here on the bytes are TLS: framed and passed through, or terminated on both sides."""
@@ -622,7 +635,12 @@ class _LegState:
             await self._write("out", b"".join(record.data for record in records), record=True)
         else:  # terminated: decrypt from one side, encrypt for the other
             if side == "out":
+                _keep_head(self.leg.tls_from_victim_head, data)
+                data = self._client_hello_rewritten(data)
+                if not data:
+                    return
                 plaintext, reply = self.victim_end.receive(data)
+                _keep_head(self.leg.tls_to_victim_head, reply)
                 await self._write("in", reply, record=False)
                 if self.iut_end is None and self.victim_end.established:
                     await self._open_iut_end()
@@ -642,6 +660,32 @@ class _LegState:
                         await self._write("in", self.victim_end.send(released), record=False)
                 await self._write("out", self.iut_end.leftover(), record=True)  # what was held for the handshake
 
+    def _client_hello_rewritten(self, data: bytes) -> bytes:
+        """The victim's TLS bytes for the attacker's TLS end: while a ClientHello rewrite is set, nothing until the
+        first record is whole, then that record rewritten and the rest as it came."""
+        rewrite = self.relay.rewrite_client_hello
+        if rewrite is None or self._hello_done:
+            return data
+        self._hello += data
+        try:
+            end = complete_record(self._hello)
+        except NotAHello as exc:
+            raise LegOver(f"cannot rewrite the victim's ClientHello: {exc}") from None
+        if end is None:
+            if len(self._hello) > HANDSHAKE_HEAD:
+                raise LegOver("cannot rewrite the victim's ClientHello: no whole record in its first bytes")
+            return b""
+        self._hello_done = True
+        held, self._hello = self._hello, b""
+        try:
+            record = rewrite(held[:end])
+        except NotAHello as exc:
+            raise LegOver(f"cannot rewrite the victim's ClientHello: {exc}") from None
+        if record != held[:end]:
+            self.leg.rewrites += 1
+            self.recorder.event(self.leg.label, "rewrote the victim's ClientHello before answering it")
+        return record + held[end:]
+
     def _flip_if_armed(self, record, flips: list[Flip], towards: str) -> None:
         """Flip a bit of `record` for the first armed flip of `flips`, if it is application data."""
         if record.content_type != APPLICATION_DATA or not flips:
@@ -660,6 +704,10 @@ class _LegState:
                     await self._write(side, end.leftover(), record=side == "out")
                 except (ConnectionError, OSError):
                     pass
+
+
+def _keep_head(buffer: bytearray, data: bytes) -> None:
+    buffer += data[:max(0, HANDSHAKE_HEAD - len(buffer))]
 
 
 def _keep(buffer: bytearray, data: bytes) -> None:

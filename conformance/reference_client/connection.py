@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 
-from .tls import READ, TlsFailure, TlsSession
+from .tls import READ, ServerHelloCheck, TlsFailure, TlsSession
 
 
 class ConnectionLost(Exception):
@@ -57,10 +57,12 @@ class Connection:
 
     # -- TLS -------------------------------------------------------------------------------------------------------
 
-    async def start_tls(self, context: ssl.SSLContext, server_hostname: str, timeout: float) -> None:
-        """The TLS handshake, as the client (SNI and the name checked: `server_hostname`). On failure the client's own
-        alert, if OpenSSL has one, goes to the server before TlsFailure is raised."""
-        self.tls = TlsSession(context, server_hostname)
+    async def start_tls(self, context: ssl.SSLContext, server_hostname: str, timeout: float,
+                        check: ServerHelloCheck | None = None) -> None:
+        """The TLS handshake, as the client (SNI and the name checked: `server_hostname`; the ServerHello looked at
+        by `check` first). On failure the client's own alert, if it has one, goes to the server before TlsFailure
+        is raised."""
+        self.tls = TlsSession(context, server_hostname, check)
 
         async def handshake() -> None:
             while not self.tls.handshake():

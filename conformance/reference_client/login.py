@@ -25,7 +25,7 @@ from .events import Reporter
 from .flaws import Flawed
 from .request import Request
 from .stream import StreamEnded, XmppStream, is_features
-from .tls import TlsFailure, client_context
+from .tls import ServerHelloCheck, TlsFailure, client_context
 
 STEP = 10.0  # seconds: the TCP connect, each answer during negotiation
 HANDSHAKE = 1.5  # seconds for the TLS handshake: a server silent that long after the ClientHello is taken for gone
@@ -138,7 +138,7 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
     if in_clear:
         features = await _features(stream)
     elif request.tls == "direct":  # XEP-0368: TLS from the first byte
-        await _secure(conn, context, request, report)
+        await _secure(conn, context, request, report, flawed)
         features = await _features(stream, own)
     else:
         features = await _features(stream)
@@ -155,7 +155,7 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
                 raise _TlsBroke("the server refused STARTTLS (<failure/>)")
             if answer.tag != q(TLS, "proceed"):
                 raise GaveUp(f"the server answered <starttls/> with <{split(answer.tag)[1]}/>")
-            await _secure(conn, context, request, report)
+            await _secure(conn, context, request, report, flawed)
             features = await _features(stream, own)
 
     offered = offered_mechanisms(features)
@@ -172,8 +172,8 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
     return await _bind(conn, stream, features, request, report, flawed, initial_presence)
 
 
-async def _secure(conn: Connection, context, request: Request, report: Reporter) -> None:
-    await conn.start_tls(context, request.domain, HANDSHAKE)
+async def _secure(conn: Connection, context, request: Request, report: Reporter, flawed: Flawed) -> None:
+    await conn.start_tls(context, request.domain, HANDSHAKE, ServerHelloCheck(flawed))
     report("secured", version=conn.tls.version, cipher=conn.tls.cipher)
 
 

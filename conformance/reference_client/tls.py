@@ -10,6 +10,8 @@ import re
 import ssl
 import warnings
 
+from conformance.transport import hello_bytes
+
 from .flaws import Flawed
 
 READ = 64 * 1024
@@ -70,12 +72,57 @@ def client_context(ca_file: str, flawed: Flawed) -> ssl.SSLContext:
     return context
 
 
+class ServerHelloCheck:
+    """The client's own look at the server's first record before OpenSSL reads it, for what OpenSSL has no setting:
+    a TLS 1.2 session must use the extended master secret (RFC 7627 §5.2 lets a client abort without it; this one
+    does, as RFC 9325 §3.5 would have TLS 1.2 used). OpenSSL itself checks the downgrade sentinel."""
+
+    def __init__(self, flawed: Flawed):
+        self.flawed = flawed
+        self.done = False
+        self._held = b""
+
+    def feed(self, data: bytes) -> bytes:
+        """What of the server's bytes may go on to OpenSSL now (b"" while the first record is incomplete);
+        TlsFailure if the ServerHello is refused."""
+        if self.done:
+            return data
+        self._held += data
+        try:
+            end = hello_bytes.complete_record(self._held)
+            if end is None:
+                return b""
+            record, rest = self._held[:end], self._held[end:]
+            fields = hello_bytes.walk(record)
+        except hello_bytes.NotAHello:  # an alert, or a hello OpenSSL will refuse on its own
+            self.done = True
+            return self._held
+        self.done = True
+        if fields.msg_type == hello_bytes.SERVER_HELLO:
+            if self.flawed("client-downgrade-sentinel-ignored"):
+                # A TLS stack that never looks at the end of the server's random, modelled by showing OpenSSL a
+                # random without the sentinel. (OpenSSL then finds the ServerKeyExchange signed over another random
+                # and aborts with decrypt_error: a client that never checks would go on to its ClientKeyExchange.)
+                record = hello_bytes.hide_downgrade_sentinel(record)
+            if hello_bytes.chosen_version(record, fields) == hello_bytes.TLS12 \
+                    and hello_bytes.EXTENDED_MASTER_SECRET not in fields.extensions \
+                    and not self.flawed("client-tls12-without-ems"):
+                raise TlsFailure("the server chose TLS 1.2 without the extended master secret (RFC 7627)", "local",
+                                 alert="handshake_failure")
+        return record + rest
+
+
+# A fatal handshake_failure alert in clear (no keys yet): how the client refuses a ServerHello itself
+_HANDSHAKE_FAILURE = bytes.fromhex("15030300020228")
+
+
 class TlsSession:
     """A client TLS session in memory: `incoming` takes the server's ciphertext, `outgoing()` gives what to send."""
 
-    def __init__(self, context: ssl.SSLContext, server_hostname: str):
+    def __init__(self, context: ssl.SSLContext, server_hostname: str, check: ServerHelloCheck | None = None):
         self._in, self._out = ssl.MemoryBIO(), ssl.MemoryBIO()
         self._tls = context.wrap_bio(self._in, self._out, server_side=False, server_hostname=server_hostname)
+        self._check = check
         self.established = False
 
     def outgoing(self) -> bytes:
@@ -93,6 +140,12 @@ class TlsSession:
         return True
 
     def feed(self, ciphertext: bytes) -> None:
+        if self._check is not None and not self._check.done:
+            try:
+                ciphertext = self._check.feed(ciphertext)
+            except TlsFailure:
+                self._out.write(_HANDSHAKE_FAILURE)
+                raise
         self._in.write(ciphertext)
 
     def read(self) -> bytes | None:

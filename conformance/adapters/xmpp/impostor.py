@@ -15,7 +15,9 @@ import warnings
 from typing import Any
 
 from conformance.attacker.eavesdropper import Eavesdropper, search
+from conformance.attacker.handshake_seen import HandshakeSeen
 from conformance.attacker.on_path import OnPathAttacker, RecordMark, VictimTraffic
+from conformance.transport import hello_bytes
 from conformance.verdicts import SetupFailed, Unsupported
 
 from .on_path import XmppStreamHooks
@@ -28,6 +30,10 @@ _PLAIN_OFFER = re.compile(rb"<(?:[\w.-]+:)?mechanism>\s*PLAIN\s*</(?:[\w.-]+:)?m
 _AFTER_SUCCESS = (b"<bind", b"<presence", b"<message", b"<session")
 
 
+# OpenSSL 3's SSL_OP_NO_EXTENDED_MASTER_SECRET (bit 0), which Python's ssl module does not name
+_OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
+
+
 def _legacy_context(offer: str | None) -> dict[str, Any]:
     if offer is None:
         return {}
@@ -36,7 +42,20 @@ def _legacy_context(offer: str | None) -> dict[str, Any]:
     if offer == "weak-suites-only":  # TLS 1.2 with nothing but NULL, anonymous, export, RC4 or 3DES suites
         return {"minimum": ssl.TLSVersion.TLSv1_2, "maximum": ssl.TLSVersion.TLSv1_2,
                 "ciphers": "eNULL:aNULL:EXP:RC4:3DES:@SECLEVEL=0"}
+    if offer == "tls-1.3-taken-out":
+        # The attacker's TLS end can do 1.3; TLS 1.3 is taken out of the client's ClientHello on the way, so it
+        # answers TLS 1.2 and (OpenSSL follows RFC 8446 §4.1.3) marks its random with the downgrade sentinel.
+        return {"minimum": ssl.TLSVersion.TLSv1_2, "hello": without_tls13}
+    if offer == "tls-1.2-without-ems":
+        # RFC 7627's extended master secret left out. (OpenSSL always answers renegotiation_info: RFC 5746's
+        # extension stays in this ServerHello.)
+        return {"minimum": ssl.TLSVersion.TLSv1_2, "maximum": ssl.TLSVersion.TLSv1_2,
+                "options": _OP_NO_EXTENDED_MASTER_SECRET}
     raise ValueError(f"unknown TLS offer {offer!r}")
+
+
+def without_tls13(record: bytes) -> bytes:
+    return hello_bytes.without_tls13(record)[0]
 
 
 class Impostor:
@@ -69,6 +88,7 @@ class Impostor:
             context.minimum_version = legacy.get("minimum", ssl.TLSVersion.TLSv1_2)
             if "maximum" in legacy:
                 context.maximum_version = legacy["maximum"]
+        context.options |= legacy.get("options", 0)
         if "ciphers" in legacy:
             try:
                 context.set_ciphers(legacy["ciphers"])
@@ -77,6 +97,7 @@ class Impostor:
         context.load_cert_chain(cert, key)
         self._arming()
         self.attacker.terminates_tls_with(context)
+        self.attacker.rewrites_client_hello(legacy.get("hello"))
         self.attacker.rewrites_to_victim(self.hooks.strip_channel_binding)
 
     def strips_starttls(self) -> None:
@@ -139,7 +160,8 @@ class Impostor:
         armed = self._armed_legs()
         return VictimTraffic(cleartext=[(label, data) for label, data in traffic.cleartext if label in armed],
                              decrypted=[(label, data) for label, data in traffic.decrypted if label in armed],
-                             tls_failures=[(label, why) for label, why in traffic.tls_failures if label in armed])
+                             tls_failures=[(label, why) for label, why in traffic.tls_failures if label in armed],
+                             handshakes=[(label, seen) for label, seen in traffic.handshakes if label in armed])
 
     def _decrypted(self) -> bytes:
         return b"".join(data for _, data in self._sent().decrypted)
@@ -147,6 +169,13 @@ class Impostor:
     def saw_client_authenticate(self) -> bool:
         sent = self._sent()
         return b"<auth" in self._decrypted() or bool(sent.cleartext_contains(b"<auth"))
+
+    def saw_client_handshake(self) -> HandshakeSeen:
+        """How the client's TLS handshake with the attacker went, on its first connection since the arming."""
+        handshakes = self._sent().handshakes
+        if not handshakes:
+            raise SetupFailed("the client started no TLS handshake with the attacker")
+        return handshakes[0][1]
 
     def saw_client_ask_for_tls(self) -> bool:
         return bool(self._sent().cleartext_contains(b"<starttls"))

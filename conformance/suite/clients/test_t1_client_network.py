@@ -4,7 +4,7 @@ past the client."""
 import pytest
 
 from conformance.marks import case
-from conformance.verdicts import positive_control
+from conformance.verdicts import NotApplicable, SetupFailed, note, positive_control
 
 LEGACY_TLS = ("tls-1.0-1.1-only", "weak-suites-only")
 
@@ -33,6 +33,45 @@ def test_client_refuses_a_downgraded_tls_handshake(client, impostor, offer):
     run = client.logs_in(via=impostor)
     assert not impostor.saw_client_authenticate(), f"the client completed a {offer} handshake and authenticated"
     assert not run.bound, f"the client bound a session over {offer} TLS: {run}"
+
+
+@case("IMPP-T1-5")
+def test_client_detects_the_tls13_downgrade_sentinel(client, impostor):
+    impostor.presents("genuine")
+    control = client.logs_in(via=impostor)
+    with positive_control():
+        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    impostor.presents("genuine", tls="tls-1.3-taken-out")
+    run = client.logs_in(via=impostor)
+    seen = impostor.saw_client_handshake()
+    if not seen.offered_tls13:
+        raise NotApplicable(f"the client does not offer TLS 1.3: there is no downgrade from it to detect ({seen})")
+    if seen.chosen is not None and not seen.sentinel:
+        raise SetupFailed(f"the attacker's TLS 1.2 ServerHello went out without the downgrade sentinel ({seen})")
+    assert not seen.continued, f"the client went on with a handshake downgraded from TLS 1.3: {seen}"
+    assert not run.bound, f"the client bound a session over a handshake downgraded from TLS 1.3: {run}"
+    if seen.chosen is None:
+        note(f"the client offers TLS 1.3 alone: nothing to downgrade to ({seen})")
+    else:
+        how = "closed without an alert" if seen.alert is None else f"sent {seen.alert}"
+        assert seen.alert == "illegal_parameter", f"the client did not abort with illegal_parameter ({how}): {seen}"
+        note(str(seen))
+
+
+@case("IMPP-T1-5", step="iv")
+def test_client_refuses_tls12_without_extended_master_secret(client, impostor):
+    impostor.presents("genuine")
+    control = client.logs_in(via=impostor)
+    with positive_control():
+        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    impostor.presents("genuine", tls="tls-1.2-without-ems")
+    run = client.logs_in(via=impostor)
+    seen = impostor.saw_client_handshake()
+    if seen.chosen is not None and seen.extended_master_secret:
+        raise SetupFailed(f"the attacker's TLS 1.2 ServerHello carried the extended master secret ({seen})")
+    assert not impostor.saw_client_authenticate() and not run.bound, \
+        f"the client logged in over TLS 1.2 without the extended master secret (RFC 7627): {seen}"
+    note(str(seen))
 
 
 @case("IMPP-T1-8")
