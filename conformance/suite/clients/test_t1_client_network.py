@@ -33,6 +33,7 @@ def test_client_refuses_a_downgraded_tls_handshake(client, impostor, offer):
     run = client.logs_in(via=impostor)
     assert not impostor.saw_client_authenticate(), f"the client completed a {offer} handshake and authenticated"
     assert not run.bound, f"the client bound a session over {offer} TLS: {run}"
+    note(str(impostor.saw_client_handshake()))
 
 
 @case("IMPP-T1-5")
@@ -69,6 +70,7 @@ def test_client_refuses_tls12_without_extended_master_secret(client, impostor):
     seen = impostor.saw_client_handshake()
     if seen.chosen is not None and seen.extended_master_secret:
         raise SetupFailed(f"the attacker's TLS 1.2 ServerHello carried the extended master secret ({seen})")
+    note("the ServerHello keeps renegotiation_info (RFC 5746): the attacker's OpenSSL always answers it")
     assert not impostor.saw_client_authenticate() and not run.bound, \
         f"the client logged in over TLS 1.2 without the extended master secret (RFC 7627): {seen}"
     note(str(seen))
