@@ -91,3 +91,53 @@ def test_a_broken_server_flight_is_a_tls_failure_not_a_crash():
     client.start()
     with pytest.raises(early_data.TlsFailed):
         client.receive(b"\x16\x03\x03\x00\x05hello")
+
+
+# -- the reference client's flaw 'client-early-data' (reference_client/zero_rtt.py) -----------------------------------
+
+def _pump(client, server) -> bytes:
+    """Run a client session against a server connection in memory until the client's handshake is done (bounded);
+    returns the plaintext the server received."""
+    received = b""
+    client.handshake()
+    for _ in range(10):
+        plaintext, reply = server.receive(client.outgoing())
+        received += plaintext
+        if reply:
+            client.feed(reply)
+        if client.handshake():
+            plaintext, reply = server.receive(client.outgoing())
+            received += plaintext
+            client.feed(reply)  # the tickets
+            return received
+    raise AssertionError("the handshake did not complete in 10 rounds")
+
+
+def test_the_flawed_reference_client_keeps_a_ticket_and_resumes_with_early_data(tmp_path):
+    from conformance.reference_client.tls import TlsFailure
+    from conformance.reference_client.zero_rtt import EarlyDataTlsSession
+    ca = trustme.CA()
+    cert = ca.issue_cert("iut.test")
+    chain, key, ca_file = tmp_path / "chain.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_pem.write_to_path(str(key))
+    chain.write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = early_data.ServerContext(str(chain), str(key))
+    tickets = tmp_path / "tickets" / "alice"
+
+    first = EarlyDataTlsSession(str(ca_file), "iut.test", tickets, b"<presence/>")
+    assert not first.sent_early_data  # no ticket yet: a full handshake, the certificate checked
+    _pump(first, server.connection())
+    assert first.established and first.version == "TLSv1.3" and tickets.exists()
+
+    second = EarlyDataTlsSession(str(ca_file), "iut.test", tickets, b"<presence/>")
+    assert second.sent_early_data and not tickets.exists()  # each ticket used once
+    connection = server.connection()
+    assert _pump(second, connection).startswith(b"<presence/>") and bytes(connection.early_data) == b"<presence/>"
+
+    other = trustme.CA()
+    other.cert_pem.write_to_path(str(ca_file))
+    stranger = EarlyDataTlsSession(str(ca_file), "iut.test", tmp_path / "none", b"")
+    with pytest.raises(TlsFailure) as failed:
+        _pump(stranger, server.connection())
+    assert failed.value.kind == "certificate"

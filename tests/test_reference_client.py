@@ -244,7 +244,7 @@ def test_flaw_starttls_optional_logs_in_in_clear_when_not_offered(tmp_path):
 # -- the decisions, as pure functions ------------------------------------------------------------------------------
 
 def test_flaw_registry_names_the_cases_each_flaw_breaks():
-    assert len(FLAWS) == 18 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
+    assert len(FLAWS) == 19 and all(name.startswith("client-") and flaw.breaks for name, flaw in FLAWS.items())
     assert check(["client-legacy-tls"]) == {"client-legacy-tls"}
     with pytest.raises(UnknownFlaw):
         check(["legacy-tls"])

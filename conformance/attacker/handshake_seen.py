@@ -28,6 +28,8 @@ class HandshakeSeen:
     sentinel: str | None  # what the ServerHello's random said the server was downgraded to
     extended_master_secret: bool | None  # the ServerHello carried RFC 7627's extension
     victim_then: tuple[str, ...]  # the victim's records after its ClientHello, each said in a few words
+    resumption_offered: bool = False  # the ClientHello offered a session to resume (pre_shared_key, RFC 8446)
+    early_data_offered: bool = False  # the ClientHello announced early data (early_data, RFC 8446 §4.2.10)
 
     @property
     def offered_tls13(self) -> bool:
@@ -61,10 +63,12 @@ class HandshakeSeen:
 def read(from_victim: bytes, to_victim: bytes) -> HandshakeSeen:
     records = _records(from_victim)
     offered: tuple[int, ...] = ()
+    extensions: dict[int, tuple[int, int]] = {}
     if records:
         try:
             hello = records[0]
-            offered = hb.offered_versions(hello, hb.walk(hello))
+            fields = hb.walk(hello)
+            offered, extensions = hb.offered_versions(hello, fields), fields.extensions
         except hb.NotAHello:
             pass
     chosen = sentinel = ems = None
@@ -78,7 +82,9 @@ def read(from_victim: bytes, to_victim: bytes) -> HandshakeSeen:
                 ems = hb.EXTENDED_MASTER_SECRET in fields.extensions
         except hb.NotAHello:
             pass
-    return HandshakeSeen(offered, chosen, sentinel, ems, tuple(_said(records[1:])))
+    return HandshakeSeen(offered, chosen, sentinel, ems, tuple(_said(records[1:])),
+                         resumption_offered=hb.PRE_SHARED_KEY in extensions,
+                         early_data_offered=hb.EARLY_DATA in extensions)
 
 
 def _records(data: bytes) -> list[bytes]:

@@ -45,6 +45,7 @@ class VictimTraffic:
     decrypted: list[tuple[str, bytes]]  # legs where the attacker terminated TLS: the victim's plaintext inside it
     tls_failures: list[tuple[str, str]]  # legs whose TLS failed: why (the victim refusing the attacker's TLS, ...)
     handshakes: list[tuple[str, HandshakeSeen]]  # legs where the attacker terminated TLS: how its handshake went
+    early_data: list[tuple[str, bytes]]  # legs where the victim sent TLS 1.3 early data: that data, decrypted
 
     def cleartext_contains(self, needle: bytes) -> list[str]:
         """Labels of the legs on which the victim sent `needle` in clear."""
@@ -252,7 +253,9 @@ class OnPathAttacker:
                 tls_failures=[(leg.label, leg.tls_failure) for leg in relay.legs if leg.tls_failure],
                 handshakes=[(leg.label, handshake_seen.read(bytes(leg.tls_from_victim_head),
                                                            bytes(leg.tls_to_victim_head)))
-                            for leg in relay.legs if leg.phase == "terminated"])
+                            for leg in relay.legs if leg.phase == "terminated"],
+                early_data=[(leg.label, bytes(leg.early_data_from_victim)) for leg in relay.legs
+                            if leg.early_data_from_victim])
         return self.rt.call(collect)
 
     def sees_the_iut_close(self, within: float | None = None) -> float | None:

@@ -23,6 +23,8 @@ with timestamps on the relay-to-IUT side. Knobs, set by the test while it runs, 
   relay holds back what goes to the victim as long as the adapter says it ends inside a unit the rewrite may need
   whole (`StreamHooks.unit_incomplete`; XMPP: inside a tag, or in an unfinished SASL <success/>, <challenge/>,
   <mechanisms/> or stream features), up to HOLD_LIMIT bytes, and rewrites it once complete (or the IUT closes);
+* `terminate_tls(EarlyDataTermination(...))`: the same with tickets that allow TLS 1.3 early data, which the leg
+  keeps (`early_data_from_victim`) and passes on once the handshake is complete;
 * `rewrite_client_hello`: with terminated TLS, a function applied to the record carrying the victim's ClientHello
   before the attacker's own TLS end answers it (e.g. TLS 1.3 taken out of its versions: a simulated downgrade).
 
@@ -51,7 +53,7 @@ from conformance.transport.hello_bytes import NotAHello, complete_record
 from conformance.transport.wire import Recorder
 
 from .records import APPLICATION_DATA, NotTls, RecordSplitter, flip_bit
-from .terminator import TlsEnd, TlsEnded, TlsFailed
+from .terminator import EarlyDataTermination, TlsEnd, TlsEnded, TlsFailed
 
 Side = Literal["out", "in"]  # "out": victim -> IUT; "in": IUT -> victim (the recorder's directions)
 READ = 64 * 1024
@@ -127,6 +129,7 @@ class Leg:
     # any `rewrite_client_hello`), so that what each end said in the handshake can be read afterwards
     tls_from_victim_head: bytearray = dataclasses.field(default_factory=bytearray)
     tls_to_victim_head: bytearray = dataclasses.field(default_factory=bytearray)
+    early_data_from_victim: bytearray = dataclasses.field(default_factory=bytearray)  # TLS 1.3 0-RTT, decrypted
     victim_writer: asyncio.StreamWriter | None = None
 
     @property
@@ -187,7 +190,7 @@ class Relay:
         self.new_leg = asyncio.Event()
         # knobs
         self.strip_tls_offer = False
-        self.victim_tls: ssl.SSLContext | None = None  # set: terminate TLS with this server context
+        self.victim_tls: ssl.SSLContext | EarlyDataTermination | None = None  # set: terminate TLS with it
         self.dropping: set[str] = set()
         self.delays: dict[str, float] = {}
         self.fail_tls: str | None = None  # one of FAIL_TLS_MODES: every TLS attempt fails that way
@@ -214,7 +217,7 @@ class Relay:
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=2.0)
 
-    def terminate_tls(self, context: ssl.SSLContext) -> None:
+    def terminate_tls(self, context: ssl.SSLContext | EarlyDataTermination) -> None:
         self.victim_tls = context
 
     def flip(self, where: str, towards: str = "iut") -> Flip:
@@ -392,6 +395,7 @@ class _LegState:
         self._held = b""  # plaintext for the victim held back for a rewrite until its unit is complete
         self._hello = b""  # the victim's first TLS bytes, held until its ClientHello record is whole (for a rewrite)
         self._hello_done = False
+        self._early = b""  # the victim's 0-RTT plaintext, for the IUT once the attacker's TLS to it is up
 
     async def begin_tls(self) -> None:
         """From here on the bytes are TLS: framed and passed through, or terminated on both sides."""
@@ -400,7 +404,10 @@ class _LegState:
             self.recorder.event(self.leg.label, "TLS starts (passed through)")
             return
         self.leg.phase = "terminated"
-        self.victim_end = TlsEnd(self.relay.victim_tls, server_side=True)
+        if isinstance(self.relay.victim_tls, EarlyDataTermination):
+            self.victim_end = self.relay.victim_tls.end()
+        else:
+            self.victim_end = TlsEnd(self.relay.victim_tls, server_side=True)
         self.recorder.event(self.leg.label, "TLS starts: the attacker answers the victim's handshake itself")
 
     async def _open_iut_end(self) -> None:
@@ -642,11 +649,19 @@ class _LegState:
                 plaintext, reply = self.victim_end.receive(data)
                 _keep_head(self.leg.tls_to_victim_head, reply)
                 await self._write("in", reply, record=False)
-                if self.iut_end is None and self.victim_end.established:
-                    await self._open_iut_end()
                 if plaintext:
                     self.recorder.add(self.leg.label, "out", "app", plaintext)
                     _keep(self.leg.plaintext_from_victim, plaintext)
+                    if not self.victim_end.established:  # 0-RTT: kept for the IUT until the handshake completes
+                        self.recorder.event(self.leg.label, f"the victim sent {len(plaintext)} bytes as TLS 1.3 "
+                                                            f"early data")
+                        _keep(self.leg.early_data_from_victim, plaintext)
+                        self._early += plaintext
+                        plaintext = b""
+                if self.iut_end is None and self.victim_end.established:
+                    await self._open_iut_end()
+                    plaintext, self._early = self._early + plaintext, b""
+                if plaintext:
                     await self._write("out", self.iut_end.send(plaintext), record=True)
             else:
                 if self.iut_end is None:

@@ -84,3 +84,55 @@ class TlsEnd:
             self.established = True
         except ssl.SSLWantReadError:
             pass
+
+
+class EarlyDataTermination:
+    """A server context for terminating the victim's TLS that, unlike Python's ssl, issues TLS 1.3 tickets allowing
+    early data and reads it (transport/early_data.py): one per arming, so that a ticket from one of the victim's
+    connections resumes on the next. `end()` gives a TlsEnd-like server end for one connection."""
+
+    def __init__(self, certificate_chain: str, private_key: str):
+        from conformance.transport.early_data import ServerContext  # OpenSSL through cffi: loaded only when used
+        self.context = ServerContext(certificate_chain, private_key)
+
+    def end(self) -> "EarlyDataEnd":
+        return EarlyDataEnd(self.context.connection())
+
+
+class EarlyDataEnd:
+    """TlsEnd's interface over an early-data server connection; `early_data` is what the victim sent as 0-RTT."""
+
+    def __init__(self, connection):
+        self._conn = connection
+        self._pending = b""
+
+    @property
+    def established(self) -> bool:
+        return self._conn.established
+
+    @property
+    def version(self) -> str | None:
+        return self._conn.version
+
+    @property
+    def early_data(self) -> bytes:
+        return bytes(self._conn.early_data)
+
+    def receive(self, ciphertext: bytes) -> tuple[bytes, bytes]:
+        from conformance.transport import early_data
+        try:
+            return self._conn.receive(ciphertext)
+        except early_data.TlsEnded as exc:
+            raise TlsEnded(str(exc)) from None
+        except early_data.TlsFailed as exc:
+            raise TlsFailed(str(exc)) from None
+
+    def send(self, plaintext: bytes) -> bytes:
+        from conformance.transport import early_data
+        try:
+            return self._conn.send(plaintext)
+        except early_data.TlsFailed as exc:
+            raise TlsFailed(str(exc)) from None
+
+    def leftover(self) -> bytes:
+        return self._conn.outgoing()

@@ -58,11 +58,11 @@ class Connection:
     # -- TLS -------------------------------------------------------------------------------------------------------
 
     async def start_tls(self, context: ssl.SSLContext, server_hostname: str, timeout: float,
-                        check: ServerHelloCheck | None = None) -> None:
+                        check: ServerHelloCheck | None = None, session=None) -> None:
         """The TLS handshake, as the client (SNI and the name checked: `server_hostname`; the ServerHello looked at
-        by `check` first). On failure the client's own alert, if it has one, goes to the server before TlsFailure
-        is raised."""
-        self.tls = TlsSession(context, server_hostname, check)
+        by `check` first), or of a `session` with TlsSession's interface made elsewhere. On failure the client's
+        own alert, if it has one, goes to the server before TlsFailure is raised."""
+        self.tls = session if session is not None else TlsSession(context, server_hostname, check)
 
         async def handshake() -> None:
             while not self.tls.handshake():

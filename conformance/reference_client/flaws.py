@@ -68,6 +68,10 @@ _FLAWS = [
          "answers receipt requests from anyone, not only from contacts allowed to see its presence",
          ("IMPP-5.1-6",)),
     # -- the order of the session's first stanzas: login.py
+    Flaw("client-early-data",
+         "keeps its TLS 1.3 session between runs and resumes it with its stream header and initial presence as 0-RTT "
+         "early data",
+         ("IMPP-5.1-1",)),
     Flaw("client-pipelines-presence",
          "sends its initial presence in the same write as the resource-binding request, before the bind result",
          ("IMPP-5.1-1",)),

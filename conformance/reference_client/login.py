@@ -16,9 +16,11 @@ import dataclasses
 import sys
 
 from conformance.adapters.xmpp.codec.jid import JID, JidError
-from conformance.adapters.xmpp.codec.stanza import BIND, SASL, SESSION, TLS, error_condition, iq, kind, new_id, q
-from conformance.adapters.xmpp.codec.xml import E, Element, split
+from conformance.adapters.xmpp.codec.stanza import (BIND, CLIENT, SASL, SESSION, TLS, error_condition, iq, kind, new_id,
+                                                    q, stream_header)
+from conformance.adapters.xmpp.codec.xml import E, Element, split, to_bytes
 
+from . import zero_rtt
 from .auth import AuthFailed, authenticate, choose_mechanism, offered_mechanisms
 from .connection import Connection, ConnectionLost
 from .events import Reporter
@@ -138,7 +140,7 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
     if in_clear:
         features = await _features(stream)
     elif request.tls == "direct":  # XEP-0368: TLS from the first byte
-        await _secure(conn, context, request, report, flawed)
+        await _secure(conn, context, request, report, flawed, initial_presence)
         features = await _features(stream, own)
     else:
         features = await _features(stream)
@@ -155,7 +157,7 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
                 raise _TlsBroke("the server refused STARTTLS (<failure/>)")
             if answer.tag != q(TLS, "proceed"):
                 raise GaveUp(f"the server answered <starttls/> with <{split(answer.tag)[1]}/>")
-            await _secure(conn, context, request, report, flawed)
+            await _secure(conn, context, request, report, flawed, initial_presence)
             features = await _features(stream, own)
 
     offered = offered_mechanisms(features)
@@ -172,8 +174,16 @@ async def _negotiate(conn: Connection, stream: XmppStream, request: Request, rep
     return await _bind(conn, stream, features, request, report, flawed, initial_presence)
 
 
-async def _secure(conn: Connection, context, request: Request, report: Reporter, flawed: Flawed) -> None:
-    await conn.start_tls(context, request.domain, HANDSHAKE, ServerHelloCheck(flawed))
+async def _secure(conn: Connection, context, request: Request, report: Reporter, flawed: Flawed,
+                  initial_presence: Element) -> None:
+    session = None
+    if flawed("client-early-data"):
+        # "Reconnect in zero round trips": the stream header and initial presence go as 0-RTT data when it can.
+        early = stream_header(to=request.domain, from_=str(request.jid)) + to_bytes(initial_presence, CLIENT)
+        session = zero_rtt.EarlyDataTlsSession(request.ca_file, request.domain,
+                                               zero_rtt.ticket_file(request.host, request.port, str(request.jid)),
+                                               early)
+    await conn.start_tls(context, request.domain, HANDSHAKE, ServerHelloCheck(flawed), session)
     report("secured", version=conn.tls.version, cipher=conn.tls.cipher)
 
 

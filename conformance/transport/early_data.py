@@ -90,7 +90,7 @@ class Seen:
 class _Context:
     """An SSL_CTX, and the message callback that routes each connection's handshake messages to its `Seen`."""
 
-    def __init__(self, *, server: bool):
+    def __init__(self, *, server: bool, observe: bool = True):
         self.ffi, self.lib = _bindings()
         lib = self.lib
         method = lib.TLS_server_method() if server else lib.TLS_client_method()
@@ -99,7 +99,7 @@ class _Context:
             raise TlsFailed("SSL_CTX_new failed")
         lib.SSL_CTX_set_min_proto_version(self.ctx, lib.TLS1_3_VERSION)  # early data exists in TLS 1.3 only
         self._seen: dict[int, Seen] = {}
-        if server:
+        if server or not observe:
             return  # a server end has no use for what its clients say about early data
 
         def on_message(write_p, _version, content_type, buf, length, ssl, _arg):
@@ -157,6 +157,10 @@ class _Connection:
                 return bytes(out)
             out += self.ffi.buffer(self._buffer, n)
 
+    def outgoing(self) -> bytes:
+        """What OpenSSL has for the peer and no call returned yet (an alert after a failure, for instance)."""
+        return self._drain()
+
     def _error(self, result: int, doing: str) -> None:
         """Raise for a failed call, unless OpenSSL only wants more input."""
         lib = self.lib
@@ -204,6 +208,21 @@ class _Connection:
     def resumed(self) -> bool:
         return bool(self.lib.SSL_session_reused(self.ssl))
 
+    @property
+    def version(self) -> str | None:
+        return self.ffi.string(self.lib.SSL_get_version(self.ssl)).decode() if self.established else None
+
+    @property
+    def cipher(self) -> str | None:
+        cipher = self.lib.SSL_get_current_cipher(self.ssl)
+        return self.ffi.string(self.lib.SSL_CIPHER_get_name(cipher)).decode() if cipher != self.ffi.NULL else None
+
+    def close_notify(self) -> bytes:
+        """End TLS with a close_notify; returns it to send."""
+        self.lib.SSL_shutdown(self.ssl)
+        self.lib.ERR_clear_error()
+        return self._drain()
+
 
 # -- the client: resuming with early data ---------------------------------------------------------------------------
 
@@ -214,15 +233,44 @@ class Ticket:
         self.session = context.ffi.gc(session, context.lib.SSL_SESSION_free)
         self.max_early_data = int(context.lib.SSL_SESSION_get_max_early_data(self.session))
 
+    def to_bytes(self, context: _Context) -> bytes:
+        """The session in OpenSSL's DER form (i2d_SSL_SESSION), to keep it beyond this process."""
+        ffi, lib = context.ffi, context.lib
+        length = lib.i2d_SSL_SESSION(self.session, ffi.NULL)
+        buffer = ffi.new("unsigned char[]", length)
+        cursor = ffi.new("unsigned char **", buffer)
+        lib.i2d_SSL_SESSION(self.session, cursor)
+        return bytes(ffi.buffer(buffer, length))
+
+    @classmethod
+    def from_bytes(cls, context: _Context, data: bytes) -> "Ticket | None":
+        ffi, lib = context.ffi, context.lib
+        buffer = ffi.new("unsigned char[]", data)
+        cursor = ffi.new("unsigned char **", buffer)
+        session = lib.d2i_SSL_SESSION(ffi.NULL, cursor, len(data))
+        if session == ffi.NULL:
+            lib.ERR_clear_error()
+            return None
+        return cls(context, session)
+
 
 class ClientContext(_Context):
     """The harness's client end. The server's certificate is not verified: nothing secret is sent over these
     connections (early data carries a stream header and a SASL first message, which names no secret)."""
 
-    def __init__(self, *, server_name: str, keylog: Path | None = None):
-        super().__init__(server=False)
+    def __init__(self, *, server_name: str, keylog: Path | None = None, ca_file: str | None = None,
+                 observe: bool = True):
+        super().__init__(server=False, observe=observe)
         self.server_name = server_name.encode("idna")
-        self.lib.SSL_CTX_set_verify(self.ctx, self.lib.SSL_VERIFY_NONE, self.ffi.NULL)
+        # With `ca_file`, the server's chain must lead to it and its certificate name `server_name` (a client of
+        # the reference's that resumes with early data); without, nothing is checked (the harness's probes).
+        self.verify = ca_file is not None
+        if self.verify:
+            if self.lib.SSL_CTX_load_verify_locations(self.ctx, ca_file.encode(), self.ffi.NULL) != 1:
+                self.lib.ERR_clear_error()
+                raise TlsFailed(f"cannot load the CA file {ca_file}")
+        self.lib.SSL_CTX_set_verify(self.ctx, self.lib.SSL_VERIFY_PEER if self.verify else self.lib.SSL_VERIFY_NONE,
+                                    self.ffi.NULL)
         self.lib.SSL_CTX_set_session_cache_mode(self.ctx, 1)  # SSL_SESS_CACHE_CLIENT: keep tickets to resume with
         if keylog is not None:  # NSS key log lines, as Python's ssl writes them, so the pcap can be decrypted
             def log_key(_ssl, line) -> None:
@@ -242,6 +290,9 @@ class ClientConnection(_Connection):
         lib = self.lib
         lib.SSL_set_connect_state(self.ssl)
         lib.SSL_set_tlsext_host_name(self.ssl, context.server_name)
+        if context.verify:
+            lib.X509_VERIFY_PARAM_set1_host(lib.SSL_get0_param(self.ssl), context.server_name,
+                                            len(context.server_name))
         self._ticket = ticket
         if ticket is not None:
             lib.SSL_set_session(self.ssl, ticket.session)
@@ -270,8 +321,15 @@ class ClientConnection(_Connection):
         plaintext = self._read_plaintext()
         return plaintext, self._drain()
 
-    def ticket(self) -> Ticket | None:
-        """The session to resume with, once the server has sent a ticket (after the handshake, so after reading)."""
+    def ticket(self, *, early_data_only: bool = False) -> Ticket | None:
+        """The session to resume with, once the server has sent a ticket (after the handshake, so after reading).
+        `early_data_only`: only a ticket that allows early data, told by the session itself (no observing)."""
+        if early_data_only:
+            session = self.lib.SSL_get1_session(self.ssl)
+            if session == self.ffi.NULL:
+                return None
+            ticket = Ticket(self._context, session)
+            return ticket if ticket.max_early_data else None
         if not self.seen.tickets:
             return None
         session = self.lib.SSL_get1_session(self.ssl)
@@ -304,6 +362,7 @@ class ServerConnection(_Connection):
         super().__init__(context)
         self.lib.SSL_set_accept_state(self.ssl)
         self._early = True  # still reading early data (SSL_read_early_data has not said FINISH)
+        self.early_data = bytearray()  # what the client sent as early data, all of it
         self._flight_sent = False  # the server's flight is out: 0.5-RTT data may follow it
 
     def receive(self, data: bytes) -> tuple[bytes, bytes]:
@@ -316,7 +375,9 @@ class ServerConnection(_Connection):
             result = self.lib.SSL_read_early_data(self.ssl, self._buffer, READ, read)
             if result == READ_EARLY_SUCCESS:
                 self._flight_sent = True
-                plaintext += self.ffi.buffer(self._buffer, read[0])
+                chunk = self.ffi.buffer(self._buffer, read[0])
+                plaintext += chunk
+                self.early_data += chunk
             elif result == READ_EARLY_FINISH:
                 self._early = False
             else:

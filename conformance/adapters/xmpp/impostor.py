@@ -16,8 +16,10 @@ from typing import Any
 
 from conformance.attacker.eavesdropper import Eavesdropper, search
 from conformance.attacker.handshake_seen import HandshakeSeen
+from conformance.attacker.terminator import EarlyDataTermination
 from conformance.attacker.on_path import OnPathAttacker, RecordMark, VictimTraffic
 from conformance.transport import hello_bytes
+from conformance.transport.early_data import EarlyDataUnavailable
 from conformance.verdicts import SetupFailed, Unsupported
 
 from .on_path import XmppStreamHooks
@@ -81,6 +83,16 @@ class Impostor:
         (see StandIn.certificate) and, with `tls`, a downgraded offer; relay on to the genuine service, with the
         -PLUS mechanisms hidden (their channel binding would tell the service about the attacker)."""
         cert, key = self.stand_in.certificate(certificate)
+        if tls == "tls-1.3-early-data":  # its tickets allow 0-RTT data: a client may resume with early data
+            try:
+                termination = EarlyDataTermination(str(cert), str(key))
+            except EarlyDataUnavailable as exc:
+                raise Unsupported(f"the harness cannot take TLS 1.3 early data here: {exc}") from None
+            self._arming()
+            self.attacker.terminates_tls_with(termination)
+            self.attacker.rewrites_client_hello(None)
+            self.attacker.rewrites_to_victim(self.hooks.strip_channel_binding)
+            return
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         legacy = _legacy_context(tls)
         with warnings.catch_warnings():
@@ -161,7 +173,8 @@ class Impostor:
         return VictimTraffic(cleartext=[(label, data) for label, data in traffic.cleartext if label in armed],
                              decrypted=[(label, data) for label, data in traffic.decrypted if label in armed],
                              tls_failures=[(label, why) for label, why in traffic.tls_failures if label in armed],
-                             handshakes=[(label, seen) for label, seen in traffic.handshakes if label in armed])
+                             handshakes=[(label, seen) for label, seen in traffic.handshakes if label in armed],
+                             early_data=[(label, data) for label, data in traffic.early_data if label in armed])
 
     def _decrypted(self) -> bytes:
         return b"".join(data for _, data in self._sent().decrypted)
@@ -172,10 +185,18 @@ class Impostor:
 
     def saw_client_handshake(self) -> HandshakeSeen:
         """How the client's TLS handshake with the attacker went, on its first connection since the arming."""
+        return self.saw_client_handshakes()[0]
+
+    def saw_client_handshakes(self) -> list[HandshakeSeen]:
+        """How each of the client's TLS handshakes with the attacker since the arming went."""
         handshakes = self._sent().handshakes
         if not handshakes:
             raise SetupFailed("the client started no TLS handshake with the attacker")
-        return handshakes[0][1]
+        return [seen for _, seen in handshakes]
+
+    def saw_client_send_early_data(self) -> list[tuple[str, bytes]]:
+        """What the client sent as TLS 1.3 early data on its connections since the arming, decrypted."""
+        return self._sent().early_data
 
     def saw_client_ask_for_tls(self) -> bool:
         return bool(self._sent().cleartext_contains(b"<starttls"))

@@ -18,6 +18,28 @@ def test_client_sends_presence_and_messages_only_inside_an_established_session(c
     assert not early, f"the client sent {early[0]} before its session was established (TLS, SASL, bind result)"
 
 
+@case("IMPP-5.1-1")
+def test_client_sends_no_presence_or_message_as_tls13_early_data(client, service, impostor):
+    impostor.presents("genuine", tls="tls-1.3-early-data")  # its tickets allow 0-RTT: a resuming client may send it
+    statuses = client.canary("status"), client.canary("status")
+    running = client.starts("set-presence", via=impostor, status=statuses[0])
+    running.bound_or_setup_failed()
+    sent = running.sent("presence")
+    run = running.ends()
+    with positive_control():
+        assert sent and service.saw_client_send(run, statuses[0]), "the service never received the client's presence"
+    again = client.starts("set-presence", via=impostor, status=statuses[1])  # may resume the first TLS session
+    again.is_bound()
+    again.ends()
+    early = impostor.saw_client_send_early_data()
+    leaks = [f"{what} in {len(data)} bytes of early data on {label}" for label, data in early
+             for what in ("<presence", "<message", *statuses) if what.encode() in data]
+    resumed = [seen.resumption_offered for seen in impostor.saw_client_handshakes()]
+    note(f"the attacker's tickets allow 0-RTT; of the client's {len(resumed)} connections {sum(resumed)} offered to "
+         f"resume a session and {len(early)} carried early data")
+    assert not leaks, f"the client sent presence as TLS 1.3 early data, replayable by anyone: {leaks[0]}"
+
+
 @case("IMPP-5.1-6")
 def test_inbox_returns_receipts_only_to_senders_allowed_to_see_its_presence(client, contact, stranger):
     client.needs("receipts")
