@@ -100,11 +100,11 @@ class EarlyDataTermination:
 
 
 class EarlyDataEnd:
-    """TlsEnd's interface over an early-data server connection; `early_data` is what the victim sent as 0-RTT."""
+    """TlsEnd's interface over an early-data server connection: plaintext that `receive` returns while the end is
+    not yet `established` is what the victim sent as 0-RTT early data."""
 
     def __init__(self, connection):
         self._conn = connection
-        self._pending = b""
 
     @property
     def established(self) -> bool:
@@ -113,10 +113,6 @@ class EarlyDataEnd:
     @property
     def version(self) -> str | None:
         return self._conn.version
-
-    @property
-    def early_data(self) -> bytes:
-        return bytes(self._conn.early_data)
 
     def receive(self, ciphertext: bytes) -> tuple[bytes, bytes]:
         from conformance.transport import early_data

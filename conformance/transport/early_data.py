@@ -13,7 +13,11 @@ them over decrypted, and parsed with scapy's TLS layers: the `early_data` extens
   (ClientHello, then the early data records); `receive()` can hold back the client's Finished, so a test can see
   what the server sends before the handshake is complete ("0.5-RTT" data, RFC 8446 §4.6.1 footnote).
 * `ServerContext` / `ServerConnection`: a server that takes early data and hands it to its application at once
-  (used by the reference service's flaw that proves the early-data case can fail).
+  (the reference service's flaw that proves the early-data case can fail; the impostor a client under test meets,
+  whose tickets allow early data).
+
+The reference client's flaw 'client-early-data' resumes through `ClientContext` too, with its certificate checks,
+and keeps its ticket between runs (`Ticket.to_bytes` / `from_bytes`).
 
 Nothing here touches a socket or knows an application protocol.
 """
@@ -255,8 +259,9 @@ class Ticket:
 
 
 class ClientContext(_Context):
-    """The harness's client end. The server's certificate is not verified: nothing secret is sent over these
-    connections (early data carries a stream header and a SASL first message, which names no secret)."""
+    """A client end. The harness's probes do not verify the server's certificate: nothing secret is sent over their
+    connections (early data carries a stream header and a SASL first message, which names no secret). The reference
+    client's flaw 'client-early-data' gives a `ca_file`, and the certificate is checked as its clean TLS does."""
 
     def __init__(self, *, server_name: str, keylog: Path | None = None, ca_file: str | None = None,
                  observe: bool = True):
