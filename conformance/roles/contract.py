@@ -206,6 +206,7 @@ CLIENT = {
 # A client run still going (what `client.starts(...)` returns).
 RUNNING_CLIENT = {
     "bound_or_setup_failed": "the client's session address, once bound (ERROR if it never logs in)",
+    "is_bound": "the client's session address once bound, or None if it gave up or did not within T_STEP",
     "full_jid": "the client's session address",
     "bare": "the client's account address",
     "sent": "what the client reported sending (kind, id)",
@@ -241,7 +242,9 @@ SERVICE = {
 IMPOSTOR = {
     "reads_in_clear": "where a passive eavesdropper on the client's link reads given texts, in any encoding",
     "listening_at": "where the client connects to reach the service through the attacker",
-    "presents": "answer the client's TLS itself with a certificate of a given kind (and TLS offer), relaying on",
+    "presents": "answer the client's TLS itself with a certificate of a given kind and a TLS offer (legacy versions, "
+                "weak suites, TLS 1.3 taken out of the ClientHello, TLS 1.2 without EMS, tickets allowing 0-RTT), "
+                "relaying on",
     "strips_starttls": "remove the service's offer of STARTTLS from what reaches the client",
     "makes_tls_fail": "make every TLS attempt fail (refused, reset, alert, silence after the ClientHello)",
     "tampers_with_server_signature": "alter the SCRAM ServerSignature the service sends the client",
@@ -256,4 +259,8 @@ IMPOSTOR = {
     "saw_client_send_after_success": "the client went on after the SASL success the attacker altered",
     "saw_scram_signature_tampered": "the attacker did alter a ServerSignature (UNSUPPORTED if the client used PLAIN)",
     "client_cleartext_findings": "credentials, stanzas or secrets the client sent outside TLS",
+    "saw_client_handshake": "how the client's first TLS handshake with the attacker went (versions offered, the "
+                            "attacker's ServerHello, what the client sent after it)",
+    "saw_client_handshakes": "the same, for each of the client's connections since the arming",
+    "saw_client_send_early_data": "what the client sent as TLS 1.3 early data, decrypted, per connection",
 }
