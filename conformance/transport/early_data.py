@@ -27,10 +27,11 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from .hello_bytes import EARLY_DATA, PRE_SHARED_KEY
+
 MAX_EARLY_DATA = 16384  # what the server end offers in its tickets (OpenSSL's own default when it is enabled)
 READ = 64 * 1024
 HANDSHAKE, NEW_SESSION_TICKET, ENCRYPTED_EXTENSIONS, SERVER_HELLO = 22, 4, 8, 2
-EXT_PRE_SHARED_KEY, EXT_EARLY_DATA = 41, 42
 SSL_OP_NO_ANTI_REPLAY = 1 << 24  # OpenSSL 3: single-use tickets off (ssl.h, SSL_OP_BIT(24))
 READ_EARLY_ERROR, READ_EARLY_SUCCESS, READ_EARLY_FINISH = 0, 1, 2  # SSL_read_early_data's results (ssl.h)
 NEEDED = ("SSL_write_early_data", "SSL_read_early_data", "SSL_CTX_set_max_early_data",
@@ -78,15 +79,15 @@ class Seen:
             if kind == NEW_SESSION_TICKET:
                 offered = 0
                 for extension in TLS13NewSessionTicket(message).ext or []:
-                    if extension.type == EXT_EARLY_DATA:
+                    if extension.type == EARLY_DATA:
                         offered = int(getattr(extension, "max_early_data_size", 0) or 0)
                 self.tickets.append(offered)
             elif kind == ENCRYPTED_EXTENSIONS:
                 types = {e.type for e in TLSEncryptedExtensions(message).ext or []}
-                self.early_data_accepted = EXT_EARLY_DATA in types
+                self.early_data_accepted = EARLY_DATA in types
             elif kind == SERVER_HELLO:
                 types = {e.type for e in TLSServerHello(message).ext or []}
-                self.psk_accepted = EXT_PRE_SHARED_KEY in types
+                self.psk_accepted = PRE_SHARED_KEY in types
         except Exception:  # a message scapy cannot parse says nothing; OpenSSL has judged it already
             pass
 

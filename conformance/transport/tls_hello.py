@@ -35,6 +35,7 @@ from scapy.layers.tls.keyexchange_tls13 import KeyShareEntry, TLS_Ext_KeyShare_C
 from scapy.layers.tls.record import TLS, TLSAlert, _tls_alert_description
 
 from .connection import Connection, ConnectionClosed
+from .hello_bytes import PRE_SHARED_KEY  # the ServerHello extension that says a session was resumed
 
 # -- what can be offered -------------------------------------------------------------------------------------------
 
@@ -89,7 +90,6 @@ HELLO_RETRY_RANDOM = hashlib.sha256(b"HelloRetryRequest").digest()
 # TLS record content types (RFC 8446 §5.1) and the handshake type of ServerHello (§4).
 ALERT, HANDSHAKE = 21, 22
 SERVER_HELLO = 2
-PRE_SHARED_KEY = 41  # the ServerHello extension that says a session was resumed (RFC 8446 §4.2.11)
 MAX_RECORD = 2 ** 14 + 2048  # largest TLSCiphertext a peer may send
 MAX_ANSWER = 64 * 1024  # bytes read before giving up on finding a ServerHello or an Alert
 

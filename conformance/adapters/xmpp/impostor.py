@@ -36,8 +36,8 @@ _AFTER_SUCCESS = (b"<bind", b"<presence", b"<message", b"<session")
 _OP_NO_EXTENDED_MASTER_SECRET = 1 << 0
 
 
-def _legacy_context(offer: str | None) -> dict[str, Any]:
-    if offer is None:
+def _tls_offer(offer: str | None) -> dict[str, Any]:
+    if offer is None or offer == "tls-1.3-early-data":
         return {}
     if offer == "tls-1.0-1.1-only":  # RFC 8996 deprecates both
         return {"minimum": ssl.TLSVersion.TLSv1, "maximum": ssl.TLSVersion.TLSv1_1, "ciphers": "ALL:@SECLEVEL=0"}
@@ -47,7 +47,7 @@ def _legacy_context(offer: str | None) -> dict[str, Any]:
     if offer == "tls-1.3-taken-out":
         # The attacker's TLS end can do 1.3; TLS 1.3 is taken out of the client's ClientHello on the way, so it
         # answers TLS 1.2 and (OpenSSL follows RFC 8446 §4.1.3) marks its random with the downgrade sentinel.
-        return {"minimum": ssl.TLSVersion.TLSv1_2, "hello": without_tls13}
+        return {"minimum": ssl.TLSVersion.TLSv1_2, "hello": _without_tls13}
     if offer == "tls-1.2-without-ems":
         # RFC 7627's extended master secret left out. (OpenSSL always answers renegotiation_info: RFC 5746's
         # extension stays in this ServerHello.)
@@ -56,8 +56,25 @@ def _legacy_context(offer: str | None) -> dict[str, Any]:
     raise ValueError(f"unknown TLS offer {offer!r}")
 
 
-def without_tls13(record: bytes) -> bytes:
+def _without_tls13(record: bytes) -> bytes:
     return hello_bytes.without_tls13(record)[0]
+
+
+def _server_context(cert, key, legacy: dict[str, Any], tls: str | None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates TLS 1.0/1.1, which is the point
+        context.minimum_version = legacy.get("minimum", ssl.TLSVersion.TLSv1_2)
+        if "maximum" in legacy:
+            context.maximum_version = legacy["maximum"]
+    context.options |= legacy.get("options", 0)
+    if "ciphers" in legacy:
+        try:
+            context.set_ciphers(legacy["ciphers"])
+        except ssl.SSLError:
+            raise Unsupported(f"this machine's OpenSSL cannot offer {tls} as a server") from None
+    context.load_cert_chain(cert, key)
+    return context
 
 
 class Impostor:
@@ -83,32 +100,16 @@ class Impostor:
         (see StandIn.certificate) and, with `tls`, a downgraded offer; relay on to the genuine service, with the
         -PLUS mechanisms hidden (their channel binding would tell the service about the attacker)."""
         cert, key = self.stand_in.certificate(certificate)
+        legacy = _tls_offer(tls)
         if tls == "tls-1.3-early-data":  # its tickets allow 0-RTT data: a client may resume with early data
             try:
                 termination = EarlyDataTermination(str(cert), str(key))
             except EarlyDataUnavailable as exc:
                 raise Unsupported(f"the harness cannot take TLS 1.3 early data here: {exc}") from None
-            self._arming()
-            self.attacker.terminates_tls_with(termination)
-            self.attacker.rewrites_client_hello(None)
-            self.attacker.rewrites_to_victim(self.hooks.strip_channel_binding)
-            return
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        legacy = _legacy_context(tls)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # ssl deprecates TLS 1.0/1.1, which is the point
-            context.minimum_version = legacy.get("minimum", ssl.TLSVersion.TLSv1_2)
-            if "maximum" in legacy:
-                context.maximum_version = legacy["maximum"]
-        context.options |= legacy.get("options", 0)
-        if "ciphers" in legacy:
-            try:
-                context.set_ciphers(legacy["ciphers"])
-            except ssl.SSLError:
-                raise Unsupported(f"this machine's OpenSSL cannot offer {tls} as a server") from None
-        context.load_cert_chain(cert, key)
+        else:
+            termination = _server_context(cert, key, legacy, tls)
         self._arming()
-        self.attacker.terminates_tls_with(context)
+        self.attacker.terminates_tls_with(termination)
         self.attacker.rewrites_client_hello(legacy.get("hello"))
         self.attacker.rewrites_to_victim(self.hooks.strip_channel_binding)
 

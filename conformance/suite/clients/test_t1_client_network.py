@@ -9,6 +9,15 @@ from conformance.verdicts import NotApplicable, SetupFailed, note, positive_cont
 LEGACY_TLS = ("tls-1.0-1.1-only", "weak-suites-only")
 
 
+def logs_in_through_the_relay(client, impostor) -> None:
+    """The positive control of each downgrade: with a genuine certificate and nothing downgraded, the client does log
+    in through the attacker."""
+    impostor.presents("genuine")
+    control = client.logs_in(via=impostor)
+    with positive_control():
+        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+
+
 @case("IMPP-T1-3")
 def test_client_is_not_deterred_by_a_stripped_starttls_offer(client, impostor):
     control = client.logs_in(via=impostor)
@@ -25,10 +34,7 @@ def test_client_is_not_deterred_by_a_stripped_starttls_offer(client, impostor):
 @case("IMPP-T1-5")
 @pytest.mark.parametrize("offer", LEGACY_TLS)
 def test_client_refuses_a_downgraded_tls_handshake(client, impostor, offer):
-    impostor.presents("genuine")
-    control = client.logs_in(via=impostor)
-    with positive_control():
-        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    logs_in_through_the_relay(client, impostor)
     impostor.presents("genuine", tls=offer)
     run = client.logs_in(via=impostor)
     assert not impostor.saw_client_authenticate(), f"the client completed a {offer} handshake and authenticated"
@@ -38,10 +44,7 @@ def test_client_refuses_a_downgraded_tls_handshake(client, impostor, offer):
 
 @case("IMPP-T1-5")
 def test_client_detects_the_tls13_downgrade_sentinel(client, impostor):
-    impostor.presents("genuine")
-    control = client.logs_in(via=impostor)
-    with positive_control():
-        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    logs_in_through_the_relay(client, impostor)
     impostor.presents("genuine", tls="tls-1.3-taken-out")
     run = client.logs_in(via=impostor)
     seen = impostor.saw_client_handshake()
@@ -61,10 +64,7 @@ def test_client_detects_the_tls13_downgrade_sentinel(client, impostor):
 
 @case("IMPP-T1-5", step="iv")
 def test_client_refuses_tls12_without_extended_master_secret(client, impostor):
-    impostor.presents("genuine")
-    control = client.logs_in(via=impostor)
-    with positive_control():
-        assert control.bound, f"the client does not log in through the relay with a genuine certificate: {control}"
+    logs_in_through_the_relay(client, impostor)
     impostor.presents("genuine", tls="tls-1.2-without-ems")
     run = client.logs_in(via=impostor)
     seen = impostor.saw_client_handshake()
